@@ -1,0 +1,95 @@
+// Shared helpers for the fastrl C++ core: thread-count resolution, bounded
+// max-heaps for k-nearest-neighbour selection, and aligned buffers.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <utility>
+#include <vector>
+#ifdef FASTRL_OPENMP
+#include <omp.h>
+#endif
+
+namespace fastrl {
+
+// n_jobs follows the scikit-learn convention: None/0 -> all cores, -1 -> all
+// cores, -2 -> all but one, positive -> that many.
+inline int resolve_threads(int n_jobs) {
+#ifdef FASTRL_OPENMP
+  int avail = omp_get_max_threads();
+#else
+  int avail = 1;
+#endif
+  if (n_jobs == 0 || n_jobs == -1) return avail;
+  if (n_jobs < 0) return std::max(1, avail + 1 + n_jobs);
+  return n_jobs;
+}
+
+inline int max_threads() { return resolve_threads(-1); }
+
+// A max-heap of (distance, index) pairs of fixed capacity k kept in two flat
+// arrays; the root holds the current k-th smallest distance, the admission
+// threshold for new candidates.
+struct HeapView {
+  float* d;
+  int64_t* i;
+  int k;
+
+  inline float top() const { return d[0]; }
+
+  // Replace the root by (dist, idx) and restore the heap property.
+  inline void replace_top(float dist, int64_t idx) {
+    int pos = 0;
+    for (;;) {
+      int l = 2 * pos + 1, r = l + 1, big = pos;
+      float bd = dist;
+      if (l < k && d[l] > bd) { big = l; bd = d[l]; }
+      if (r < k && d[r] > bd) { big = r; bd = d[r]; }
+      if (big == pos) break;
+      d[pos] = d[big]; i[pos] = i[big]; pos = big;
+    }
+    d[pos] = dist; i[pos] = idx;
+  }
+
+  // Admit (dist, idx) if it beats the current k-th distance.
+  inline bool push(float dist, int64_t idx) {
+    if (!(dist < d[0])) return false;
+    replace_top(dist, idx);
+    return true;
+  }
+
+  // Like push, but refuses an index already present (NN-descent candidates
+  // arrive repeatedly). Linear scan: k is small.
+  inline bool push_unique(float dist, int64_t idx) {
+    if (!(dist < d[0])) return false;
+    for (int j = 0; j < k; ++j) if (i[j] == idx) return false;
+    replace_top(dist, idx);
+    return true;
+  }
+
+  inline void fill_empty() {
+    std::fill(d, d + k, std::numeric_limits<float>::infinity());
+    std::fill(i, i + k, int64_t(-1));
+  }
+
+  // Sort ascending by (distance, index) in place.
+  inline void sort_ascending() {
+    std::vector<std::pair<float, int64_t>> tmp(k);
+    for (int j = 0; j < k; ++j) tmp[j] = {d[j], i[j]};
+    std::sort(tmp.begin(), tmp.end());
+    for (int j = 0; j < k; ++j) { d[j] = tmp[j].first; i[j] = tmp[j].second; }
+  }
+};
+
+struct AlignedFree { void operator()(float* p) const { std::free(p); } };
+using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
+
+inline AlignedFloats aligned_floats(size_t n) {
+  size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+  if (bytes == 0) bytes = 64;
+  return AlignedFloats(static_cast<float*>(std::aligned_alloc(64, bytes)));
+}
+
+}  // namespace fastrl

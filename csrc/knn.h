@@ -1,0 +1,34 @@
+// k-nearest-neighbour graph kernels: the narrow C++ contract (contiguous
+// float32 arrays in, output arrays passed in, n_jobs).
+#pragma once
+#include <cstdint>
+
+namespace fastrl {
+
+enum class Metric : int { kEuclidean = 0, kCosine = 1 };
+
+// Exact kNN by blocked brute force. X: [n, d] index points, Q: [m, d] queries,
+// both row-major float32. If exclude_self, Q must be X (m == n) and row i never
+// lists i. Writes out_idx [m, k] (int64) and out_dist [m, k] (float32, the true
+// distance: Euclidean, or cosine distance 1 - cos for unit-normalised rows),
+// each row sorted ascending by (distance, index).
+void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
+               int k, Metric metric, bool exclude_self, int64_t* out_idx,
+               float* out_dist, int n_jobs);
+
+// Approximate kNN graph of X (self excluded) by NN-descent started from a
+// random-projection forest. Same output layout as knn_exact.
+void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
+                   int n_trees, int leaf_size, int max_candidates, int n_iters,
+                   float delta, uint64_t seed, int64_t* out_idx,
+                   float* out_dist, int n_jobs);
+
+// Name of the distance kernel chosen for this CPU ("avx512", "avx2", "base").
+const char* knn_kernel_name();
+
+// Refines candidate rows: replaces out_dist by exact distances between Q[i]
+// and X[out_idx[i, j]] and sorts each row by (distance, index).
+void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
+                  Metric metric, int64_t* out_idx, float* out_dist, int n_jobs);
+
+}  // namespace fastrl

@@ -1,0 +1,40 @@
+// Blocked brute-force kNN scan: declarations of the per-instruction-set
+// kernels (csrc/knn_tile_impl.h is compiled once per ISA) and the packed
+// index layout they share.
+#pragma once
+#include <cstdint>
+#include "common.h"
+
+namespace fastrl {
+
+// Index points are packed in panels of 16: panel p holds points 16p..16p+15 as
+// a [D][16] block, so a panel row is one 64-byte vector (1 zmm, 2 ymm or 4 xmm).
+constexpr int kPanel = 16;
+
+struct PackedIndex {
+  const float* data;    // [n_panels][D][16], 64-byte aligned
+  const float* norms;   // [n_panels*16]: |x|^2, +inf for padding points
+  int64_t n_panels;
+  int64_t dim;
+};
+
+// Scans the query rows Q[0:m] (a [m_pad, D] row-major block, zero padded to a
+// multiple of the kernel's row tile) against every packed index point and
+// offers score_j = |x_j|^2 - 2 <q, x_j> to heaps[r] (the |q|^2 term does not
+// change the ranking). self_ids[r] (or nullptr) is excluded from row r.
+using ScanFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids,
+                        const PackedIndex& X, HeapView* heaps);
+
+namespace isa_base { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+#ifdef FASTRL_HAVE_AVX2
+namespace isa_avx2 { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+#endif
+#ifdef FASTRL_HAVE_AVX512
+namespace isa_avx512 { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+#endif
+
+// The best kernel this CPU runs, and its row tile (queries are padded to it).
+struct ScanKernel { ScanFn fn; int row_tile; const char* name; };
+ScanKernel best_scan_kernel();
+
+}  // namespace fastrl

@@ -1,0 +1,161 @@
+"""The one place that decides which backend runs an op.
+
+Every hot op in fastrl has two paths behind one public function: a fused Triton
+kernel for CUDA tensors and a CPU path (C++/OpenMP, Numba or chunked torch).
+:func:`use_triton` makes the choice per call:
+
+* ``auto`` (default): Triton when triton imports and every tensor is on CUDA;
+  otherwise the CPU path.
+* ``triton``: always Triton. On CPU tensors this needs the Triton interpreter
+  (``TRITON_INTERPRET=1`` set before fastrl's kernel modules are imported),
+  which is how the test suite proves the kernels on machines without a GPU.
+* ``cpu``: always the CPU path (CUDA tensors are computed on their device with
+  the chunked torch implementation).
+
+The choice comes from, in order: a :func:`use_backend` context, then the
+``FASTRL_BACKEND`` environment variable, then ``auto``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+import threading
+from typing import Iterator
+
+import torch
+
+BACKENDS = ("auto", "triton", "cpu")
+_local = threading.local()
+
+
+def _check_name(name: str, source: str) -> str:
+    name = str(name).strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"{source} must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when the ``triton`` package can be imported."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # pragma: no cover - broken installs
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run under the CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def requested_backend() -> str:
+    """The backend asked for by :func:`use_backend` or ``FASTRL_BACKEND``."""
+    override = getattr(_local, "backend", None)
+    if override is not None:
+        return override
+    return _check_name(os.environ.get("FASTRL_BACKEND", "auto") or "auto", "FASTRL_BACKEND")
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Force a backend (``"auto"``, ``"triton"`` or ``"cpu"``) inside a ``with`` block.
+
+    The override is thread-local and takes precedence over ``FASTRL_BACKEND``.
+    """
+    name = _check_name(name, "backend")
+    previous = getattr(_local, "backend", None)
+    _local.backend = name
+    try:
+        yield
+    finally:
+        _local.backend = previous
+
+
+def use_triton(*tensors: torch.Tensor | None) -> bool:
+    """Decide whether the Triton path runs for an op on ``tensors``.
+
+    Parameters
+    ----------
+    *tensors : torch.Tensor or None
+        The op's tensor inputs (``None`` entries are ignored).
+
+    Returns
+    -------
+    bool
+        True for the Triton kernel, False for the CPU path.
+
+    Raises
+    ------
+    RuntimeError
+        If ``triton`` is forced but cannot run: triton is not installed, or the
+        tensors are on the CPU and the interpreter is off.
+    """
+    ts = [t for t in tensors if isinstance(t, torch.Tensor)]
+    on_cuda = bool(ts) and all(t.is_cuda for t in ts)
+    choice = requested_backend()
+    if choice == "cpu":
+        return False
+    if choice == "auto":
+        return on_cuda and triton_available()
+    # forced triton
+    if not triton_available():
+        raise RuntimeError("FASTRL_BACKEND=triton, but the triton package cannot be imported")
+    if not on_cuda and not interpreting():
+        raise RuntimeError(
+            "FASTRL_BACKEND=triton on CPU tensors needs the Triton interpreter: set "
+            "TRITON_INTERPRET=1 before importing fastrl, or move the tensors to CUDA"
+        )
+    return True
+
+
+def upcast_bf16_dot(dtype: torch.dtype) -> bool:
+    """True when a kernel must upcast bf16 ``tl.dot`` operands to fp32.
+
+    The Triton 3.x interpreter returns wrong results for bf16 ``tl.dot``; kernels
+    take this flag as a ``tl.constexpr`` so that the interpreter tests stay exact,
+    while real GPUs run the native bf16 tensor-core path.
+    """
+    return dtype == torch.bfloat16 and interpreting()
+
+
+def _core():
+    try:
+        from fastrl import _C
+    except ImportError:
+        return None
+    return _C
+
+
+def backend_info() -> dict:
+    """Report what this installation can run.
+
+    Returns
+    -------
+    dict
+        ``compiled_core`` (bool), ``cpu_kernel`` (the ISA of the kNN kernel),
+        ``openmp`` (bool), ``openmp_threads`` (int), ``triton`` (bool),
+        ``triton_interpret`` (bool), ``cuda`` (bool), ``cuda_devices`` (int),
+        ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str).
+    """
+    core = _core()
+    info = {
+        "compiled_core": core is not None,
+        "cpu_kernel": core.knn_kernel_name() if core is not None else None,
+        "openmp": bool(core.has_openmp()) if core is not None else False,
+        "openmp_threads": int(core.openmp_threads()) if core is not None else 1,
+        "triton": triton_available(),
+        "triton_interpret": interpreting(),
+        "cuda": torch.cuda.is_available(),
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "numba": importlib.util.find_spec("numba") is not None,
+        "torch_threads": torch.get_num_threads(),
+        "requested_backend": requested_backend(),
+    }
+    return info

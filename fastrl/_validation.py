@@ -1,0 +1,139 @@
+"""Input checks shared by every public function.
+
+Each check raises ``ValueError`` (or ``TypeError`` for a wrong type) whose
+message starts with the argument's name, so users see at once what to fix.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(
+    x,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    dtypes: Sequence[torch.dtype] | None = FLOAT_DTYPES,
+    finite: bool = True,
+    min_rows: int = 1,
+) -> torch.Tensor:
+    """Validate a torch tensor argument.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The value to check.
+    name : str
+        The argument name used in error messages.
+    ndim : int or sequence of int, optional
+        Allowed numbers of dimensions.
+    dtypes : sequence of torch.dtype, optional
+        Allowed dtypes (default: floating types).
+    finite : bool
+        Reject NaN and inf.
+    min_rows : int
+        Minimum size of the first dimension (an empty batch is rejected).
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` unchanged.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.dim() not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+    if dtypes is not None and x.dtype not in dtypes:
+        raise ValueError(f"{name} has dtype {x.dtype}; expected one of {[str(d) for d in dtypes]}")
+    if x.dim() > 0 and x.shape[0] < min_rows:
+        raise ValueError(f"{name} is an empty batch: shape {tuple(x.shape)}" if x.shape[0] == 0
+                         else f"{name} needs at least {min_rows} rows, got {x.shape[0]}")
+    if finite and x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise if two tensors differ in shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_same_dtype_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise if two tensors differ in dtype or device."""
+    if a.dtype != b.dtype:
+        raise ValueError(f"{name_a} and {name_b} must have the same dtype, got {a.dtype} and {b.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
+
+
+def check_positive(value, name: str, *, allow_tensor: bool = True, strict: bool = True):
+    """Raise unless ``value`` (a number or a scalar tensor) is finite and > 0 (>= 0 if not strict)."""
+    if isinstance(value, torch.Tensor):
+        if not allow_tensor:
+            raise TypeError(f"{name} must be a number")
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        v = float(value.detach())
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not np.isfinite(v) or (v <= 0 if strict else v < 0):
+        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {v}")
+    return value
+
+
+def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Raise unless ``value`` is an integer in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {v}")
+    return v
+
+
+def as_float_array(X, name: str, *, ndim: int = 2, min_rows: int = 1, dtype=np.float32) -> np.ndarray:
+    """Convert a numpy array or torch tensor to a C-contiguous float array.
+
+    Accepts float32/float64 (and integer) input in C or Fortran order, rejects
+    wrong ndim, empty input and NaN/inf with a message naming ``name``.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # pragma: no cover
+        raise TypeError(f"{name} must be array-like: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} is empty: shape {arr.shape}" if arr.shape[0] == 0
+                         else f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
+    if ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features: shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr

@@ -1,0 +1,96 @@
+"""torch.distributed helpers with correct gradients.
+
+Conventions (the same as DistributedDataParallel): every rank computes a loss
+and calls ``backward``; DDP then averages parameter gradients over ranks. With
+these helpers the gradient that reaches rank r's local inputs is the sum over
+ranks of each rank's loss gradient, so after DDP's averaging the update equals
+the single-process update on the concatenated batch (no 1/world_size error).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when torch.distributed is initialised with more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0 (uneven sizes allowed); backward sums the
+    gradients of every rank and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ws = dist.get_world_size()
+        n_local = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+        sizes = [torch.zeros_like(n_local) for _ in range(ws)]
+        dist.all_gather(sizes, n_local)
+        sizes = [int(s.item()) for s in sizes]
+        n_max = max(sizes)
+        padded = x.new_zeros((n_max,) + tuple(x.shape[1:]))
+        padded[: x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(ws)]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.sizes = sizes
+        ctx.rank = dist.get_rank()
+        return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start: start + ctx.sizes[ctx.rank]]
+
+
+class _AllReduceSumWithGrad(torch.autograd.Function):
+    """all_reduce(SUM) whose backward is again an all_reduce(SUM)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.contiguous().clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        return g
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` [n_r, ...] from every rank along dim 0, with gradients.
+
+    Returns ``x`` itself when not running distributed.
+    """
+    if not is_distributed():
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum ``x`` over ranks, with gradients. Returns ``x`` when not distributed."""
+    if not is_distributed():
+        return x
+    return _AllReduceSumWithGrad.apply(x)
+
+
+def gather_offset(n_local: int, device=None) -> int:
+    """Index of this rank's first row in the gathered batch."""
+    if not is_distributed():
+        return 0
+    t = torch.tensor([n_local], dtype=torch.long, device=device)
+    sizes = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, t)
+    return int(sum(int(s.item()) for s in sizes[: dist.get_rank()]))
