@@ -1,0 +1,3 @@
+from fastrl.cli import main
+
+raise SystemExit(main())

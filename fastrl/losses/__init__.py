@@ -1,0 +1,1 @@
+"""Fused self-supervised losses (functional API and nn.Modules)."""

@@ -1,0 +1,1 @@
+"""Embeddings: t-SNE and classical methods."""
