@@ -73,4 +73,24 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("X"), py::arg("Q"), py::arg("k"), py::arg("metric"), py::arg("exclude_self"),
         py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0);
+
+  m.def("knn_nndescent",
+        [](CArray<float> X, int k, const std::string& metric, int n_trees, int leaf_size,
+           int max_candidates, int n_iters, float delta, uint64_t seed,
+           CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs) {
+          check_matrix(X, "X");
+          const int64_t n = X.shape(0), d = X.shape(1);
+          if (k < 1 || k >= n) throw std::invalid_argument("k out of range");
+          if (n_trees < 1 || leaf_size < 2 || max_candidates < 1 || n_iters < 0)
+            throw std::invalid_argument("bad NN-descent parameters");
+          int64_t* oi = mutable_ptr(out_idx, "out_idx", n, k);
+          float* od = mutable_ptr(out_dist, "out_dist", n, k);
+          const Metric mt = to_metric(metric);
+          const float* xp = X.data();
+          py::gil_scoped_release release;
+          knn_nndescent(xp, n, d, k, mt, n_trees, leaf_size, max_candidates, n_iters, delta, seed, oi, od, n_jobs);
+        },
+        py::arg("X"), py::arg("k"), py::arg("metric"), py::arg("n_trees"), py::arg("leaf_size"),
+        py::arg("max_candidates"), py::arg("n_iters"), py::arg("delta"), py::arg("seed"),
+        py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0);
 }

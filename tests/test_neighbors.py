@@ -1,0 +1,162 @@
+"""kNN graph tests: exact against the float64 reference and scikit-learn,
+approximate recall, input handling and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastrl.neighbors import knn_graph, knn_query, knn_reference
+
+
+def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
+    """Distances agree to rtol; indices agree wherever the distance is not tied."""
+    assert idx.dtype == np.int64 and dist.dtype == np.float32
+    np.testing.assert_allclose(dist, ref_dist, rtol=rtol, atol=1e-5 * max(1.0, float(ref_dist.max())))
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    for r in range(idx.shape[0]):
+        # the neighbour sets agree up to points tied with the k-th distance
+        kth = ref_dist[r, -1]
+        strict = set(ref_idx[r][ref_dist[r] < kth * (1 - 1e-5) - 1e-6].tolist())
+        assert strict <= set(idx[r].tolist()), r
+
+
+@pytest.mark.parametrize("n,d,k", [(37, 3, 5), (501, 17, 15), (333, 100, 31), (129, 784, 9)])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_matches_reference(rng, n, d, k, metric):
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    idx, dist = knn_graph(X, k, method="exact", metric=metric)
+    ref_idx, ref_dist = knn_reference(X, X, k, metric=metric, exclude_self=True)
+    _assert_matches(idx, dist, ref_idx, ref_dist)
+    assert not np.any(idx == np.arange(n)[:, None])
+
+
+def test_exact_matches_sklearn_brute(rng):
+    from sklearn.neighbors import NearestNeighbors
+    X = rng.standard_normal((777, 23))
+    k = 12
+    idx, dist = knn_graph(X, k, method="exact")
+    sk_dist, sk_idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors()
+    _assert_matches(idx, dist, sk_idx, sk_dist)
+
+
+def test_duplicate_heavy_data(rng):
+    base = rng.standard_normal((40, 6)).astype(np.float32)
+    X = np.repeat(base, 7, axis=0)  # every point has 6 exact copies
+    rng.shuffle(X)
+    idx, dist = knn_graph(X, 10, method="exact")
+    ref_idx, ref_dist = knn_reference(X, X, 10, exclude_self=True)
+    _assert_matches(idx, dist, ref_idx, ref_dist)
+    assert np.all(dist[:, :6] == 0.0)
+    assert not np.any(idx == np.arange(len(X))[:, None])
+    # ties are broken by index: rows list their copies in increasing index order
+    assert np.all(np.diff(idx[:, :6], axis=1) > 0)
+
+
+def test_all_identical_points():
+    X = np.ones((50, 4), dtype=np.float32)
+    idx, dist = knn_graph(X, 49, method="exact")
+    assert np.all(dist == 0)
+    for r in range(50):
+        assert sorted(idx[r].tolist()) == [j for j in range(50) if j != r]
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "float64", "torch"])
+def test_input_layouts_agree(rng, layout):
+    X = rng.standard_normal((200, 13)).astype(np.float32)
+    want_idx, want_dist = knn_graph(X, 7, method="exact")
+    Y = {"C": X, "F": np.asfortranarray(X), "float64": X.astype(np.float64), "torch": torch.from_numpy(X)}[layout]
+    idx, dist = knn_graph(Y, 7, method="exact")
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
+
+
+def test_knn_query_matches_reference(rng):
+    A = rng.standard_normal((300, 11)).astype(np.float32)
+    Q = rng.standard_normal((45, 11)).astype(np.float32)
+    idx, dist = knn_query(A, Q, 300)  # k == N is allowed for queries
+    ref_idx, ref_dist = knn_reference(A, Q, 300)
+    _assert_matches(idx, dist, ref_idx, ref_dist)
+
+
+def test_query_point_in_index_is_found(rng):
+    A = rng.standard_normal((100, 5)).astype(np.float32)
+    idx, dist = knn_query(A, A[:10], 1)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(10))
+    np.testing.assert_allclose(dist[:, 0], 0.0, atol=1e-6)
+
+
+def test_n_jobs_gives_same_result(rng):
+    X = rng.standard_normal((600, 9)).astype(np.float32)
+    a = knn_graph(X, 8, method="exact", n_jobs=1)
+    b = knn_graph(X, 8, method="exact", n_jobs=2)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_approx_recall_clustered(rng, metric):
+    centers = rng.standard_normal((20, 12)) * 4
+    X = (centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 12))).astype(np.float32)
+    k = 15
+    idx, dist = knn_graph(X, k, method="approx", metric=metric, random_state=0)
+    ref_idx, _ = knn_graph(X, k, method="exact", metric=metric)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(idx, ref_idx)])
+    assert recall >= 0.98
+    assert not np.any(idx == np.arange(len(X))[:, None])
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    # reported distances are the true distances of the reported neighbours
+    if metric == "euclidean":
+        d_true = np.linalg.norm(X[idx[:50]] - X[:50, None, :], axis=-1)
+    else:
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        d_true = 1.0 - np.einsum("rkd,rd->rk", U[idx[:50]], U[:50])
+    np.testing.assert_allclose(dist[:50], d_true, rtol=1e-4, atol=1e-5)
+
+
+def test_approx_is_deterministic_with_seed(rng):
+    X = rng.standard_normal((800, 8)).astype(np.float32)
+    a = knn_graph(X, 10, method="approx", random_state=3, n_jobs=1)
+    b = knn_graph(X, 10, method="approx", random_state=3, n_jobs=1)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_approx_small_k_and_duplicates(rng):
+    X = np.repeat(rng.standard_normal((100, 5)).astype(np.float32), 3, axis=0)
+    idx, dist = knn_graph(X, 4, method="approx", random_state=0)
+    assert not np.any(idx == np.arange(len(X))[:, None])
+    assert np.all(dist[:, :2] == 0)
+
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda X: knn_graph(X, 50), "k must be < N"),
+        (lambda X: knn_graph(X, 0), "k must be >= 1"),
+        (lambda X: knn_graph(X, 2.5), "k must be an integer"),
+        (lambda X: knn_graph(X[0], 3), "X must be 2-D"),
+        (lambda X: knn_graph(X[:, :, None], 3), "X must be 2-D"),
+        (lambda X: knn_graph(X[:0], 3), "X is empty"),
+        (lambda X: knn_graph(X, 3, method="fast"), "method must be one of"),
+        (lambda X: knn_graph(X, 3, metric="l1"), "metric must be one of"),
+        (lambda X: knn_query(X, X[:, :3], 3), "X_query has 3 features"),
+        (lambda X: knn_query(X, X, 51), "k must be <= N"),
+    ],
+)
+def test_bad_input(call, match):
+    X = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("which", ["X", "X_query"])
+def test_nonfinite_rejected(bad, which):
+    X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    Y = X.copy()
+    Y[4, 1] = bad
+    with pytest.raises(ValueError, match=f"{which} contains NaN or inf"):
+        if which == "X":
+            knn_graph(Y, 3)
+        else:
+            knn_query(X, Y, 3)
