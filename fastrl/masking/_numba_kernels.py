@@ -33,6 +33,7 @@ def _hash(counter, key0, key1):
 # ---------------------------------------------------------------- patches
 # out[b, k, (i*p + j)*C + c] = img[b, c, hi*p + i, wi*p + j]  with
 # (hi, wi) = divmod(ids[b, k], w): MAE's patch order, visible patches only.
+# Writes are contiguous; reads walk C image rows of p pixels per patch row.
 @njit(parallel=True, **_OPTS)
 def gather_patches(imgs, ids, p, out):
     B, C, _, W = imgs.shape
@@ -42,12 +43,33 @@ def gather_patches(imgs, ids, p, out):
         for k in range(K):
             hi = ids[b, k] // w
             wi = ids[b, k] - hi * w
-            for c in range(C):
-                for i in range(p):
-                    row = hi * p + i
-                    base = i * p * C + c
-                    for j in range(p):
-                        out[b, k, base + j * C] = imgs[b, c, row, wi * p + j]
+            o = out[b, k]
+            for i in range(p):
+                row = hi * p + i
+                for j in range(p):
+                    col = wi * p + j
+                    for c in range(C):
+                        o[(i * p + j) * C + c] = imgs[b, c, row, col]
+
+
+# MAE's shuffle per row: ids_shuffle = stable argsort(noise); ids_restore is its
+# inverse; the first `keep` of ids_shuffle are kept; mask = 1 where removed.
+# Returns the number of non-finite noise values (the caller raises).
+@njit(parallel=True, **_OPTS)
+def shuffle_rows(noise, keep, ids_keep, mask, ids_restore):
+    B, L = noise.shape
+    bad = 0
+    for b in prange(B):
+        for r in range(L):
+            if not np.isfinite(noise[b, r]):
+                bad += 1
+        order = np.argsort(noise[b], kind="mergesort")
+        for r in range(L):
+            ids_restore[b, order[r]] = r
+            mask[b, order[r]] = 1.0 if r >= keep else 0.0
+        for r in range(keep):
+            ids_keep[b, r] = order[r]
+    return bad
 
 
 # ---------------------------------------------------------------- MAE loss

@@ -9,6 +9,7 @@ patchified nor the normalised targets exist as tensors.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,14 +67,20 @@ def _torch_fwd(pred, imgs, weight, p, norm, need_grad, chunk=64):
 class _MAELoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pred, imgs, mask, p, norm):
-        weight = mask.detach().to(torch.float32 if mask.device.type != "cpu" else torch.float64).contiguous()
         need_grad = pred.requires_grad
         if use_triton(pred, imgs, mask):
             from fastrl.masking import triton_kernels as tk
+            weight = mask.detach().to(torch.float32).contiguous()
             rowloss, grad = tk.mae_loss_fwd(imgs.detach(), pred.detach(), weight, p, norm, need_grad)
         elif pred.device.type == "cpu":
+            # numpy, not torch, for the small [B, L] conversions: torch's OpenMP
+            # threads would spin against the Numba kernel that follows
+            m = mask.detach()
+            m = m.float() if m.dtype == torch.bfloat16 else m
+            weight = torch.from_numpy(np.ascontiguousarray(m.numpy(), dtype=np.float64))
             rowloss, grad = _cpu_fwd(pred, imgs, weight, p, norm, need_grad)
         else:
+            weight = mask.detach().to(torch.float32)
             rowloss, grad = _torch_fwd(pred, imgs, weight, p, norm, need_grad)
         wsum = weight.sum()
         ctx.save_for_backward(grad if need_grad else None, wsum)

@@ -109,16 +109,29 @@ def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3, grid: tuple[
 def _noise(noise, generator, B, L, device):
     if noise is None:
         return torch.rand(B, L, device=device, generator=generator)
-    check_tensor(noise, "noise", ndim=2, dtypes=None)
+    check_tensor(noise, "noise", ndim=2, dtypes=None, finite=False)
     if tuple(noise.shape) != (B, L):
         raise ValueError(f"noise must have shape {(B, L)}, got {tuple(noise.shape)}")
-    if noise.is_floating_point() and not bool(torch.isfinite(noise).all()):
+    noise = noise.to(device)
+    # (CPU noise is checked for NaN/inf inside the shuffle kernel: a torch op here
+    #  would leave OpenMP threads spinning against the Numba kernel that follows)
+    if device.type != "cpu" and noise.is_floating_point() and not bool(torch.isfinite(noise).all()):
         raise ValueError("noise contains NaN or inf")
-    return noise.to(device)
+    return noise
 
 
 def _shuffle(noise: torch.Tensor, keep: int):
     """MAE's argsort of noise (ties -> lower index): ids_keep [B, keep], mask [B, L] float32, ids_restore."""
+    if noise.device.type == "cpu":
+        from fastrl.masking import _numba_kernels as nk
+        B, L = noise.shape
+        ids_keep = torch.empty((B, keep), dtype=torch.int64)
+        mask = torch.empty((B, L), dtype=torch.float32)
+        ids_restore = torch.empty((B, L), dtype=torch.int64)
+        nz = noise if noise.dtype in _NUMBA_DTYPES else noise.double()
+        if nk.shuffle_rows(nz.contiguous().numpy(), keep, ids_keep.numpy(), mask.numpy(), ids_restore.numpy()):
+            raise ValueError("noise contains NaN or inf")
+        return ids_keep, mask, ids_restore
     ids_shuffle = torch.argsort(noise, dim=1, stable=True)
     ids_restore = torch.empty_like(ids_shuffle)
     ar = torch.arange(noise.shape[1], device=noise.device).expand_as(ids_shuffle)

@@ -76,7 +76,7 @@ def _mae_loss_kernel(img_ptr, pred_ptr, w_ptr, grad_ptr, rowloss_ptr, L, D,
     l = r - b * L
     m = tl.load(w_ptr + r).to(tl.float32)
     offs = tl.arange(0, BLOCK_D)
-    dm = (offs < D) & (m != 0.0)
+    dm = (offs < D) & ((tl.zeros([BLOCK_D], tl.float32) + m) != 0.0)
     hi = l // GRID_W
     wi = l - hi * GRID_W
     c = offs % C
