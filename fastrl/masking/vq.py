@@ -48,7 +48,9 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int = 1024, 
     -------
     torch.Tensor
         int64 indices of shape ``z.shape[:-1]``; ties -> lowest index.
-        Scores are accumulated in float32 (float64 for float64 input on the CPU path).
+        Scores ``||c||^2 - 2 z.c`` are accumulated in float32 (float64 for
+        float64 input on the CPU path); equal codes in different tiles may
+        round differently, so exact ties are resolved up to that rounding.
     """
     check_tensor(z, "z", dtypes=None, finite=True, min_rows=0)
     if z.dim() < 1 or not z.is_floating_point():
