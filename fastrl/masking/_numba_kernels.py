@@ -190,5 +190,18 @@ def block_mask(out, num_mask, min_patches, max_patches, log_a0, log_a1, k0, k1):
             count += delta
 
 
-def num_threads() -> int:
-    return numba.get_num_threads()
+# Below this many elements a kernel runs on the calling thread: waking the
+# worker threads costs more than the work (and a scheduler tick on a busy machine).
+PARALLEL_MIN_WORK = 1 << 22
+
+
+def run(kernel, work: int, *args):
+    """Call ``kernel(*args)`` with all Numba threads for large ``work``, one thread otherwise."""
+    if work >= PARALLEL_MIN_WORK:
+        return kernel(*args)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(previous)

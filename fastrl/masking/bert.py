@@ -82,8 +82,8 @@ def bert_mask(input_ids: torch.Tensor, vocab_size: int, mask_token_id: int, mlm_
     out = torch.empty_like(flat)
     labels = torch.empty_like(flat)
     sp = special.cpu().reshape(-1).numpy() if special is not None else torch.zeros(1, dtype=torch.bool).numpy()
-    nk.bert_mask(flat.numpy(), sp, special is not None, V, mask_id, t_sel, t_mask, t_rand, k0, k1,
-                 out.numpy(), labels.numpy())
+    nk.run(nk.bert_mask, flat.numel(), flat.numpy(), sp, special is not None, V, mask_id, t_sel, t_mask, t_rand,
+           k0, k1, out.numpy(), labels.numpy())
     dev = input_ids.device
     return out.view(input_ids.shape).to(dev), labels.view(input_ids.shape).to(dev)
 

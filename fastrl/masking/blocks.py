@@ -83,7 +83,7 @@ def block_mask(batch_size: int, input_size=(14, 14), num_masking_patches: int = 
     from fastrl.masking import _numba_kernels as nk
     out = torch.zeros((B, H, W), dtype=torch.uint8)
     if B and n:
-        nk.block_mask(out.numpy(), n, lo, hi, la0, la1, k0, k1)
+        nk.run(nk.block_mask, B * H * W * 64, out.numpy(), n, lo, hi, la0, la1, k0, k1)
     out = out.bool()
     return out if device is None else out.to(device)
 

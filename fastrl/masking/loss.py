@@ -43,8 +43,8 @@ def _cpu_fwd(pred, imgs, weight, p, norm, need_grad):
     im = imgs.detach() if imgs.dtype in _NUMBA_DTYPES else imgs.detach().float()
     grad = torch.empty_like(x) if need_grad else torch.empty((0, 0, 0), dtype=x.dtype)
     rowloss = torch.empty(pred.shape[0], dtype=torch.float64)
-    nk.mae_loss_fwd(im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad), grad.numpy(),
-                    rowloss.numpy())
+    nk.run(nk.mae_loss_fwd, x.numel(), im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad),
+           grad.numpy(), rowloss.numpy())
     return rowloss, (grad.to(pred.dtype) if need_grad else None)
 
 

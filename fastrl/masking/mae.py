@@ -129,7 +129,8 @@ def _shuffle(noise: torch.Tensor, keep: int):
         mask = torch.empty((B, L), dtype=torch.float32)
         ids_restore = torch.empty((B, L), dtype=torch.int64)
         nz = noise if noise.dtype in _NUMBA_DTYPES else noise.double()
-        if nk.shuffle_rows(nz.contiguous().numpy(), keep, ids_keep.numpy(), mask.numpy(), ids_restore.numpy()):
+        if nk.run(nk.shuffle_rows, B * L * 16, nz.contiguous().numpy(), keep, ids_keep.numpy(), mask.numpy(),
+                  ids_restore.numpy()):
             raise ValueError("noise contains NaN or inf")
         return ids_keep, mask, ids_restore
     ids_shuffle = torch.argsort(noise, dim=1, stable=True)
@@ -244,7 +245,7 @@ def patchify_and_mask(imgs: torch.Tensor, patch_size: int = 16, mask_ratio: floa
         tk.gather_rows(imgs, ids_keep, out, patch=p)
     elif imgs.device.type == "cpu" and imgs.dtype in _NUMBA_DTYPES and not differentiable:
         from fastrl.masking import _numba_kernels as nk
-        nk.gather_patches(imgs.detach().numpy(), ids_keep.numpy(), p, out.numpy())
+        nk.run(nk.gather_patches, out.numel(), imgs.detach().numpy(), ids_keep.numpy(), p, out.numpy())
     else:  # other dtypes, autograd: gather visible patches from the strided 6-D view
         view = imgs.reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1)
         out = view[torch.arange(B, device=imgs.device)[:, None], ids_keep // w, ids_keep % w].reshape(B, keep, D)

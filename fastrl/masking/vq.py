@@ -10,15 +10,21 @@ import torch
 from torch import nn
 
 from fastrl._dispatch import use_triton
-from fastrl._validation import check_same_dtype_device, check_tensor
+from fastrl._validation import check_int, check_same_dtype_device, check_tensor
 
 
-def _cpu_nearest(z: torch.Tensor, codebook: torch.Tensor, cn: torch.Tensor, block_n: int, block_k: int):
+def _cpu_nearest(z: torch.Tensor, codebook: torch.Tensor, cn: torch.Tensor, block_n: int | None, block_k: int):
     """Chunked matmul + running argmin: at most block_n x block_k scores at once."""
     N, K = z.shape[0], codebook.shape[0]
+    block_k = min(block_k, K)
+    if block_n is None:  # ~4M scores (16 MiB in float32) per chunk
+        block_n = max(64, (1 << 22) // block_k)
     out = torch.empty(N, dtype=torch.int64, device=z.device)
     for s in range(0, N, block_n):
         zc = z[s: s + block_n]
+        if block_k == K:  # one code chunk: argmin keeps the first minimum
+            out[s: s + block_n] = torch.addmm(cn, zc, codebook.T, beta=1, alpha=-2).argmin(1)
+            continue
         best = torch.full((zc.shape[0],), float("inf"), dtype=cn.dtype, device=z.device)
         best_idx = torch.zeros(zc.shape[0], dtype=torch.int64, device=z.device)
         for k0 in range(0, K, block_k):
@@ -31,7 +37,7 @@ def _cpu_nearest(z: torch.Tensor, codebook: torch.Tensor, cn: torch.Tensor, bloc
     return out
 
 
-def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int = 1024, block_k: int = 2048
+def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None = None, block_k: int = 4096
                ) -> torch.Tensor:
     """Index of the nearest codebook vector (squared L2) for each row of ``z``.
 
@@ -42,7 +48,8 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int = 1024, 
     codebook : torch.Tensor
         [K, D] code vectors, same dtype and device as ``z``.
     block_n, block_k : int
-        CPU-path tile sizes (the Triton kernel uses its own tiles).
+        CPU-path tile sizes (default: 4096 codes, ~4M scores per tile; the
+        Triton kernel uses its own tiles).
 
     Returns
     -------
@@ -59,6 +66,9 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int = 1024, 
     check_same_dtype_device(z, codebook, "z", "codebook")
     if z.shape[-1] != codebook.shape[1]:
         raise ValueError(f"z has dimension {z.shape[-1]} but codebook rows have {codebook.shape[1]}")
+    block_k = check_int(block_k, "block_k", low=1)
+    if block_n is not None:
+        block_n = check_int(block_n, "block_n", low=1)
     lead = z.shape[:-1]
     z2 = z.detach().reshape(-1, z.shape[-1])
     cb = codebook.detach()
