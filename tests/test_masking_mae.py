@@ -218,3 +218,35 @@ def test_bad_input():
         mae_loss(x, imgs, mask, 5)
     with pytest.raises(ValueError, match="patch_size must be >= 1"):
         patchify(imgs, 0)
+
+
+def test_strided_inputs(backend, device):
+    # channels-last images and a non-contiguous pred take the same paths
+    imgs = _imgs(2, 3, 8, 12).to(memory_format=torch.channels_last)
+    noise = _noise(2, 6)
+    ref = R.random_masking(patchify(imgs.contiguous(), 4), 0.5, noise)
+    out = patchify_and_mask(imgs.to(device), 4, 0.5, noise=noise.to(device))
+    for a, b in zip(out, ref):
+        assert torch.equal(a.cpu(), b)
+    pred = torch.randn(2, 48, 6).transpose(1, 2)  # [2, 6, 48], non-contiguous
+    pr = pred.contiguous().requires_grad_()
+    R.mae_forward_loss(imgs, pr, ref[1], 4).backward()
+    pf = pred.to(device).requires_grad_()
+    out = mae_loss(pf, imgs.to(device), ref[1].to(device), 4)
+    out.backward()
+    torch.testing.assert_close(pf.grad.cpu(), pr.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_chunked_torch_fallback(norm):
+    # the path CUDA tensors take when triton is absent, checked here on CPU tensors
+    from fastrl.masking.loss import _torch_fwd
+    imgs = _imgs(5, 3, 8, 8)
+    pred = torch.randn(5, 4, 48)
+    mask = (torch.rand(5, 4, generator=torch.Generator().manual_seed(1)) < 0.7).float()
+    rows, grad = _torch_fwd(pred, imgs, mask, 4, norm, True, chunk=2)
+    pr = pred.clone().requires_grad_()
+    ref = R.mae_forward_loss(imgs, pr, mask, 4, norm)
+    ref.backward()
+    assert abs(rows.sum().item() / mask.sum().item() - ref.item()) <= 1e-5 * abs(ref.item())
+    torch.testing.assert_close(grad / mask.sum(), pr.grad, rtol=1e-5, atol=1e-7)

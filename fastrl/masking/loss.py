@@ -67,7 +67,7 @@ def _torch_fwd(pred, imgs, weight, p, norm, need_grad, chunk=64):
 class _MAELoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pred, imgs, mask, p, norm):
-        need_grad = pred.requires_grad
+        need_grad = ctx.needs_input_grad[0]
         if use_triton(pred, imgs, mask):
             from fastrl.masking import triton_kernels as tk
             weight = mask.detach().to(torch.float32).contiguous()
