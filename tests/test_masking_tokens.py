@@ -77,6 +77,12 @@ def test_bert_mask_edge_cases_and_bad_input():
     assert torch.equal(out, ids) and (labels == -100).all()
     out, labels = bert_mask(ids, 10, 9, 1.0)
     assert torch.equal(labels, ids)
+    # HF passes special_tokens_mask as 0/1 integers: same result as a bool mask
+    sp = torch.zeros(3, 8, dtype=torch.int64)
+    sp[:, 0] = 1
+    a = bert_mask(ids, 10, 9, 0.5, special_tokens_mask=sp, generator=torch.Generator().manual_seed(0))
+    b = bert_mask(ids, 10, 9, 0.5, special_tokens_mask=sp.bool(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and (a[1][:, 0] == -100).all()
     e = torch.empty(0, 5, dtype=torch.int64)
     assert bert_mask(e, 10, 9)[0].shape == (0, 5)
     with pytest.raises(ValueError, match="input_ids has dtype"):

@@ -132,7 +132,7 @@ def bert_mask(ids, special, has_special, vocab, mask_id, t_sel, t_mask, t_rand, 
     for e in prange(n):
         x = ids[e]
         sel = False
-        if not (has_special and special[e]):
+        if not (has_special and special[e] != 0):
             sel = (_hash(3 * e, k0, k1) >> 8) < t_sel
         if sel:
             labels[e] = x

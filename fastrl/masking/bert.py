@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,20 +69,25 @@ def bert_mask(input_ids: torch.Tensor, vocab_size: int, mask_token_id: int, mlm_
         if special_tokens_mask.shape != input_ids.shape:
             raise ValueError(f"special_tokens_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
                              f"got {tuple(special_tokens_mask.shape)}")
-        special = special_tokens_mask.to(input_ids.device) != 0
+        special = special_tokens_mask.to(input_ids.device)
     k0, k1 = draw_keys(2, generator)
     t_sel, t_mask, t_rand = threshold24(prob), threshold24(0.8), threshold24(0.9)
     if input_ids.numel() == 0:
         return input_ids.clone(), input_ids.clone()
     if use_triton(input_ids, special):
         from fastrl.masking import triton_kernels as tk
-        return tk.bert_mask(input_ids.contiguous(), special, V, mask_id, t_sel, t_mask, t_rand, k0, k1)
+        return tk.bert_mask(input_ids.contiguous(), None if special is None else special != 0, V, mask_id,
+                            t_sel, t_mask, t_rand, k0, k1)
     # CPU kernel (CUDA tensors without triton run it on a host copy: same numbers)
     from fastrl.masking import _numba_kernels as nk
     flat = input_ids.detach().cpu().contiguous().reshape(-1)
     out = torch.empty_like(flat)
     labels = torch.empty_like(flat)
-    sp = special.cpu().reshape(-1).numpy() if special is not None else torch.zeros(1, dtype=torch.bool).numpy()
+    # the kernel tests special != 0 itself (no torch op on the full array before it)
+    sp = np.zeros(1, dtype=np.bool_)
+    if special is not None:
+        sp_t = special.detach().cpu().contiguous().reshape(-1)
+        sp = (sp_t != 0 if sp_t.dtype in (torch.bfloat16, torch.complex64, torch.complex128) else sp_t).numpy()
     nk.run(nk.bert_mask, flat.numel(), flat.numpy(), sp, special is not None, V, mask_id, t_sel, t_mask, t_rand,
            k0, k1, out.numpy(), labels.numpy())
     dev = input_ids.device

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from fastrl._validation import check_int
@@ -81,10 +82,11 @@ def block_mask(batch_size: int, input_size=(14, 14), num_masking_patches: int = 
     la0, la1 = _aspect(min_aspect, max_aspect)
     k0, k1 = draw_keys(2, generator)
     from fastrl.masking import _numba_kernels as nk
-    out = torch.zeros((B, H, W), dtype=torch.uint8)
+    # numpy buffers: a torch fill would wake torch's thread pool for a tiny array
+    grid = np.zeros((B, H, W), dtype=np.uint8)
     if B and n:
-        nk.run(nk.block_mask, B * H * W * 64, out.numpy(), n, lo, hi, la0, la1, k0, k1)
-    out = out.bool()
+        nk.run(nk.block_mask, B * H * W * 64, grid, n, lo, hi, la0, la1, k0, k1)
+    out = torch.from_numpy(grid.view(np.bool_))
     return out if device is None else out.to(device)
 
 
