@@ -1,0 +1,140 @@
+"""Fused MAE reconstruction loss (forward + backward in one pass).
+
+``mae_loss`` = mean over removed patches of the per-patch MSE between ``pred``
+and the patchified image, optionally with per-patch normalised targets
+(mean, unbiased variance, ``(var + 1e-6) ** 0.5``), as MAE's ``forward_loss``.
+The kernels read each removed patch straight from the image, normalise it in
+registers and write the gradient of ``pred`` in the same pass; neither the
+patchified nor the normalised targets exist as tensors.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from fastrl._dispatch import use_triton
+from fastrl._validation import check_tensor
+from fastrl.masking.mae import check_images
+
+_NUMBA_DTYPES = (torch.float32, torch.float64)
+
+
+def _check(pred, imgs, mask, patch_size, norm_pix_loss):
+    B, C, h, w, p = check_images(imgs, patch_size)
+    check_tensor(pred, "pred", ndim=3, finite=False)
+    L, D = h * w, p * p * C
+    if tuple(pred.shape) != (B, L, D):
+        raise ValueError(f"pred must have shape (B, L, p*p*C) = {(B, L, D)} for imgs of shape "
+                         f"{tuple(imgs.shape)} and patch_size {p}, got {tuple(pred.shape)}")
+    check_tensor(mask, "mask", ndim=2, dtypes=None, finite=False)
+    if tuple(mask.shape) != (B, L):
+        raise ValueError(f"mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
+    if pred.device != imgs.device or mask.device != imgs.device:
+        raise ValueError(f"pred, imgs and mask must be on one device, got {pred.device}, {imgs.device}, {mask.device}")
+    if norm_pix_loss and D < 2:
+        raise ValueError("norm_pix_loss needs at least 2 values per patch (unbiased variance)")
+    return p
+
+
+def _cpu_fwd(pred, imgs, weight, p, norm, need_grad):
+    from fastrl.masking import _numba_kernels as nk
+    x = pred.detach() if pred.dtype in _NUMBA_DTYPES else pred.detach().float()
+    im = imgs.detach() if imgs.dtype in _NUMBA_DTYPES else imgs.detach().float()
+    grad = torch.empty_like(x) if need_grad else torch.empty((0, 0, 0), dtype=x.dtype)
+    rowloss = torch.empty(pred.shape[0], dtype=torch.float64)
+    nk.run(nk.mae_loss_fwd, x.numel(), im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad),
+           grad.numpy(), rowloss.numpy())
+    return rowloss, (grad.to(pred.dtype) if need_grad else None)
+
+
+def _torch_fwd(pred, imgs, weight, p, norm, need_grad, chunk=64):
+    """Chunked torch fallback (CUDA without triton): the same math, a batch chunk at a time."""
+    from fastrl.masking.mae import patchify
+    rows, grads = [], []
+    for s in range(0, pred.shape[0], chunk):
+        t = patchify(imgs[s: s + chunk].detach(), p).float()
+        if norm:
+            t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+        diff = pred[s: s + chunk].detach().float() - t
+        wc = weight[s: s + chunk]
+        rows.append((diff.square().mean(-1) * wc).sum(1))
+        if need_grad:
+            grads.append((diff * (2.0 / diff.shape[-1]) * wc[..., None]).to(pred.dtype))
+    return torch.cat(rows), (torch.cat(grads) if need_grad else None)
+
+
+class _MAELoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pred, imgs, mask, p, norm):
+        need_grad = ctx.needs_input_grad[0]
+        if use_triton(pred, imgs, mask):
+            from fastrl.masking import triton_kernels as tk
+            weight = mask.detach().to(torch.float32).contiguous()
+            rowloss, grad = tk.mae_loss_fwd(imgs.detach(), pred.detach(), weight, p, norm, need_grad)
+        elif pred.device.type == "cpu":
+            # numpy, not torch, for the small [B, L] conversions: torch's OpenMP
+            # threads would spin against the Numba kernel that follows
+            m = mask.detach()
+            m = m.float() if m.dtype == torch.bfloat16 else m
+            weight = torch.from_numpy(np.ascontiguousarray(m.numpy(), dtype=np.float64))
+            rowloss, grad = _cpu_fwd(pred, imgs, weight, p, norm, need_grad)
+        else:
+            weight = mask.detach().to(torch.float32)
+            rowloss, grad = _torch_fwd(pred, imgs, weight, p, norm, need_grad)
+        wsum = weight.sum()
+        ctx.save_for_backward(grad if need_grad else None, wsum)
+        out_dtype = torch.promote_types(pred.dtype, imgs.dtype)
+        return (rowloss.sum() / wsum).to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, wsum = ctx.saved_tensors
+        if grad is None:
+            return None, None, None, None, None
+        scale = (grad_output.to(torch.float32) / wsum.to(torch.float32)).to(grad.dtype)
+        return grad * scale, None, None, None, None
+
+
+def mae_loss(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_size: int = 16,
+             norm_pix_loss: bool = True) -> torch.Tensor:
+    """MAE reconstruction loss, fused forward and backward.
+
+    ``loss = sum_{b,l} mask[b,l] * mean_d (pred[b,l,d] - t[b,l,d])^2 / sum(mask)``
+    with ``t = patchify(imgs)``, normalised per patch when ``norm_pix_loss``
+    (``(t - mean) / (var + 1e-6) ** 0.5``, unbiased ``var``), as MAE's
+    ``forward_loss``. ``imgs`` is the constant target: no gradient flows to it.
+    As in MAE, an all-zero ``mask`` gives NaN.
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        [B, L, p*p*C] decoder predictions (fp32/fp16/bf16/fp64).
+    imgs : torch.Tensor
+        [B, C, H, W] images, H and W divisible by ``patch_size``; L = HW/p^2.
+    mask : torch.Tensor
+        [B, L], 1 = removed (float, int or bool; other values act as weights).
+    patch_size : int
+        Patch side p.
+    norm_pix_loss : bool
+        Normalise each target patch by its mean and standard deviation.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (dtype of ``pred`` promoted with ``imgs``).
+    """
+    p = _check(pred, imgs, mask, patch_size, norm_pix_loss)
+    return _MAELoss.apply(pred, imgs, mask, p, bool(norm_pix_loss))
+
+
+class MAELoss(nn.Module):
+    """Module form of :func:`mae_loss`: ``forward(pred, imgs, mask)``."""
+
+    def __init__(self, patch_size: int = 16, norm_pix_loss: bool = True):
+        super().__init__()
+        self.patch_size = patch_size
+        self.norm_pix_loss = norm_pix_loss
+
+    def forward(self, pred, imgs, mask):
+        return mae_loss(pred, imgs, mask, self.patch_size, self.norm_pix_loss)
