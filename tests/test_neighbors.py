@@ -160,3 +160,27 @@ def test_nonfinite_rejected(bad, which):
             knn_graph(Y, 3)
         else:
             knn_query(X, Y, 3)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_torch_path_matches_reference(rng, metric):
+    """The blocked matmul + topk path that serves CUDA tensors (run here on CPU)."""
+    from fastrl.neighbors.knn import _torch_knn
+    X = rng.standard_normal((301, 19)).astype(np.float32)
+    t = torch.from_numpy(X)
+    idx, dist = _torch_knn(t, t, 11, metric, exclude_self=True, block=64)
+    ref_idx, ref_dist = knn_reference(X, X, 11, metric=metric, exclude_self=True)
+    _assert_matches(idx.numpy(), dist.numpy(), ref_idx, ref_dist)
+
+
+@pytest.mark.slow
+def test_approx_recall_mnist_pca50(mnist):
+    """Acceptance: NN-descent recall@15 >= 0.98 on MNIST 70k reduced to 50 dims."""
+    X = mnist[0].astype(np.float64)
+    X -= X.mean(0)
+    _, vecs = np.linalg.eigh(X.T @ X)
+    P = np.ascontiguousarray(X @ vecs[:, ::-1][:, :50], dtype=np.float32)
+    exact, _ = knn_graph(P, 15, method="exact")
+    approx, _ = knn_graph(P, 15, method="approx", random_state=0)
+    recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
+    assert recall >= 0.98
