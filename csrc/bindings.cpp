@@ -125,7 +125,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("tsne_attractive",
         [](CArray<int64_t> indptr, CArray<int32_t> indices, CArray<double> P, CArray<double> Y,
            CArray<double> Yref, double dof, double exaggeration, bool eval_kl, CArray<double> out,
-           int n_jobs) {
+           int n_jobs, bool check_indices) {
           if (Y.ndim() != 2 || Yref.ndim() != 2 || Y.shape(1) != Yref.shape(1) || Y.shape(1) > 8)
             throw std::invalid_argument("Y and Yref must be 2-D with the same (<= 8) columns");
           const int64_t n = Y.shape(0);
@@ -135,15 +135,18 @@ PYBIND11_MODULE(_C, m) {
           const int64_t nnz = ip[n];
           if (indices.size() < nnz || P.size() < nnz) throw std::invalid_argument("indices/P shorter than indptr[-1]");
           const int32_t* xp = indices.data();
-          for (int64_t e = 0; e < nnz; ++e)
-            if (xp[e] < 0 || xp[e] >= Yref.shape(0)) throw std::invalid_argument("indices out of range");
+          // The optimizer validates P once and skips this O(nnz) scan per iteration.
+          if (check_indices)
+            for (int64_t e = 0; e < nnz; ++e)
+              if (xp[e] < 0 || xp[e] >= Yref.shape(0)) throw std::invalid_argument("indices out of range");
           double* op = mutable_ptr(out, "out", n, dim);
           const double *pp = P.data(), *yp = Y.data(), *rp = Yref.data();
           py::gil_scoped_release release;
           return tsne_attractive(ip, xp, pp, yp, rp, n, dim, dof, exaggeration, eval_kl, op, n_jobs);
         },
         py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
-        py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0);
+        py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
+        py::arg("check_indices") = true);
 
   m.def("tsne_bh_repulsive",
         [](CArray<double> Yref, CArray<double> Y, bool same, double theta, double dof,

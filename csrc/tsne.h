@@ -10,9 +10,20 @@
 // where w_ij = (1 + d_ij^2 / dof)^(-dof) is the output kernel and
 // u_ij = (1 + d_ij^2 / dof)^(-1); then dKL/dy_i / 4 = A_i - R_i / Z.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
+#include "common.h"
+
 namespace fastrl {
+
+// Threads for a loop of `work` elementary operations: one thread per ~1M
+// operations, at most resolve_threads(n_jobs). Small loops stay serial, which
+// avoids fork/join costs that dominate on busy or oversubscribed machines.
+inline int tsne_threads(int n_jobs, int64_t work) {
+  const int64_t want = std::max<int64_t>(1, work >> 20);
+  return int(std::min<int64_t>(resolve_threads(n_jobs), want));
+}
 
 // Perplexity calibration: for each row i of the kNN distances D [n, k] (true
 // distances, self excluded) find beta_i with perplexity exp(H(P_i)) = perplexity,

@@ -19,7 +19,7 @@ int64_t tsne_perplexity(const float* D, int64_t n, int k, double perplexity,
                         double tol, int max_iter, double* P, double* beta, int n_jobs) {
   const double target = std::log(perplexity);
   int64_t missed = 0;
-#pragma omp parallel num_threads(resolve_threads(n_jobs)) reduction(+ : missed)
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 20)) reduction(+ : missed)
   {
     std::vector<double> d2(k);
 #pragma omp for schedule(dynamic, 256)
@@ -115,7 +115,7 @@ void merge_row(const int64_t* nbr, const double* Pc, int k, int64_t i, const Tra
 void tsne_symmetrize_count(const int64_t* nbr, int64_t n, int k, int64_t* indptr, int n_jobs) {
   Transposed t = transpose(nbr, n, k);
   indptr[0] = 0;
-#pragma omp parallel num_threads(resolve_threads(n_jobs))
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 8))
   {
     std::vector<std::pair<int64_t, double>> buf;
 #pragma omp for schedule(dynamic, 512)
@@ -132,7 +132,7 @@ void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k
                           const int64_t* indptr, int32_t* indices, double* data, int n_jobs) {
   Transposed t = transpose(nbr, n, k);
   const double scale = 1.0 / (2.0 * double(n));
-#pragma omp parallel num_threads(resolve_threads(n_jobs))
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 8))
   {
     std::vector<std::pair<int64_t, double>> buf;
 #pragma omp for schedule(dynamic, 512)

@@ -85,8 +85,10 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
   tree.build(Yref, n_ref);
   const double theta2 = theta * theta, inv_dof = 1.0 / dof;
   const bool cauchy = dof == 1.0;
-  double ztot = 0.0;
-#pragma omp parallel num_threads(resolve_threads(n_jobs)) reduction(+ : ztot)
+  // Per-point normalisers, summed serially: independent of the thread schedule.
+  std::vector<double> zlocal(zsum ? 0 : n);
+  double* zp = zsum ? zsum : zlocal.data();
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * 256))
   {
     std::vector<int32_t> stack;
     stack.reserve(256);
@@ -124,10 +126,11 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
       }
       out[2 * i] = rx;
       out[2 * i + 1] = ry;
-      if (zsum) zsum[i] = z;
-      ztot += z;
+      zp[i] = z;
     }
   }
+  double ztot = 0.0;
+  for (int64_t i = 0; i < n; ++i) ztot += zp[i];
   return ztot;
 }
 

@@ -1,6 +1,7 @@
 // t-SNE gradient pieces that are plain loops over points: attractive forces
 // over sparse P, FFT-interpolation spreading / gathering, and the
 // gains-and-momentum update step.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -9,28 +10,58 @@
 
 namespace fastrl {
 
+namespace {
+
+// Rows [0, n) of the attractive forces. DIM > 0 fixes the dimension at
+// compile time (the 2-D case vectorises and keeps the accumulators in
+// registers); DIM == 0 reads it at run time.
+template <int DIM, bool KL>
+void attractive_rows(const int64_t* indptr, const int32_t* indices, const double* P,
+                     const double* Y, const double* Yref, int64_t n, int dim_rt, double dof,
+                     double exaggeration, double* out, double* row_kl, int n_jobs) {
+  const int dim = DIM > 0 ? DIM : dim_rt;
+  const double inv_dof = 1.0 / dof;
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    double kl = 0.0;
+    const double* yi = Y + i * dim;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t e = indptr[i]; e < indptr[i + 1]; ++e) {
+      const double* yj = Yref + int64_t(indices[e]) * dim;
+      double diff[8];
+      double d2 = 0.0;
+      for (int c = 0; c < dim; ++c) { diff[c] = yi[c] - yj[c]; d2 += diff[c] * diff[c]; }
+      const double u = 1.0 / (1.0 + d2 * inv_dof);
+      const double pu = P[e] * u;
+      for (int c = 0; c < dim; ++c) acc[c] += pu * diff[c];
+      if (KL && P[e] > 0) kl += P[e] * (std::log(P[e]) - dof * std::log(u));
+    }
+    for (int c = 0; c < dim; ++c) out[i * dim + c] = exaggeration * acc[c];
+    if (KL) row_kl[i] = kl;
+  }
+}
+
+}  // namespace
+
 // A_i = exaggeration * sum_j p_ij u_ij (y_i - y_j), u = 1 / (1 + d^2 / dof);
 // KL part: sum p log(p / w), log w = dof * log u.
 double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
                        const double* Y, const double* Yref, int64_t n, int dim, double dof,
                        double exaggeration, bool eval_kl, double* out, int n_jobs) {
+  // Per-row KL terms summed serially afterwards: results do not depend on
+  // the thread schedule (bitwise reproducible runs).
+  std::vector<double> row_kl(eval_kl ? n : 0);
+  double* rk = row_kl.data();
+  if (dim == 2 && eval_kl)
+    attractive_rows<2, true>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else if (dim == 2)
+    attractive_rows<2, false>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else if (eval_kl)
+    attractive_rows<0, true>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else
+    attractive_rows<0, false>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
   double kl = 0.0;
-  const double inv_dof = 1.0 / dof;
-#pragma omp parallel for num_threads(resolve_threads(n_jobs)) schedule(dynamic, 256) reduction(+ : kl)
-  for (int64_t i = 0; i < n; ++i) {
-    const double* yi = Y + i * dim;
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t e = indptr[i]; e < indptr[i + 1]; ++e) {
-      const double* yj = Yref + int64_t(indices[e]) * dim;
-      double d2 = 0.0;
-      for (int c = 0; c < dim; ++c) { double t = yi[c] - yj[c]; d2 += t * t; }
-      const double u = 1.0 / (1.0 + d2 * inv_dof);
-      const double pu = P[e] * u;
-      for (int c = 0; c < dim; ++c) acc[c] += pu * (yi[c] - yj[c]);
-      if (eval_kl && P[e] > 0) kl += P[e] * (std::log(P[e]) - dof * std::log(u));
-    }
-    for (int c = 0; c < dim; ++c) out[i * dim + c] = exaggeration * acc[c];
-  }
+  for (double v : row_kl) kl += v;
   return kl;
 }
 
@@ -63,7 +94,7 @@ void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxe
   const int g = 3 * n_boxes;
   const int64_t gg = int64_t(g) * g;
   const double box = 3.0 * h;
-  const int threads = resolve_threads(n_jobs);
+  const int threads = tsne_threads(n_jobs, n * 9 * int64_t(nc));
   // Per-thread grids avoid write races; reduced into grid at the end.
   std::vector<std::vector<double>> local(threads);
 #pragma omp parallel num_threads(threads)
@@ -101,7 +132,7 @@ void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxe
   const int g = 3 * n_boxes;
   const int64_t gg = int64_t(g) * g;
   const double box = 3.0 * h;
-#pragma omp parallel for num_threads(resolve_threads(n_jobs)) schedule(static)
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 9 * int64_t(nc))) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     double Lx[3], Ly[3];
     const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
@@ -119,10 +150,15 @@ void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxe
 void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
                int dim, double lr, double momentum, double min_gain, double max_step_norm,
                bool center, int n_jobs) {
-  const int threads = resolve_threads(n_jobs);
-  double mean[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : mean[:8])
-  for (int64_t i = 0; i < n; ++i) {
+  const int threads = tsne_threads(n_jobs, n * int64_t(dim) * 8);
+  // Column sums per fixed block of rows, added in block order: deterministic.
+  const int64_t kBlock = 4096;
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(size_t(nblocks) * dim, 0.0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk)
+  for (int64_t i = blk * kBlock; i < std::min(n, (blk + 1) * kBlock); ++i) {
+    double* mean = partial.data() + blk * dim;
     double* u = update + i * dim;
     double* gn = gains + i * dim;
     const double* gr = grad + i * dim;
@@ -143,6 +179,9 @@ void tsne_step(double* Y, double* update, double* gains, const double* grad, int
     }
   }
   if (!center) return;
+  double mean[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t b = 0; b < nblocks; ++b)
+    for (int c = 0; c < dim; ++c) mean[c] += partial[b * dim + c];
   for (int c = 0; c < dim; ++c) mean[c] /= double(n);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i)
