@@ -1,8 +1,6 @@
 """scikit-learn-compatible t-SNE estimator (openTSNE defaults and speed tricks)."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from fastrl._validation import as_float_array, check_choice, check_int, check_positive
@@ -95,6 +93,12 @@ class TSNE:
         Momentum during / after early exaggeration.
     max_step_norm : float or None
         Per-point step clipping (openTSNE's default 5).
+    device : str or torch.device, optional
+        Run the optimisation on torch tensors on this device ("cuda": Triton
+        kernels, attractive forces over the sparse P plus tiled exact
+        repulsion). A CUDA tensor ``X`` selects its device. Affinities are
+        computed on the CPU either way. Needs the Student-t kernel and
+        ``n_components <= 3``.
 
     Attributes
     ----------
@@ -110,7 +114,8 @@ class TSNE:
     def __init__(self, n_components=2, perplexity=30.0, early_exaggeration=12.0, early_exaggeration_iter=250,
                  learning_rate="auto", max_iter=750, method="auto", theta=0.5, init="pca", metric="euclidean",
                  dof=1.0, neighbors="auto", kernel="student_t", random_state=None, n_jobs=None, verbose=False,
-                 callbacks=None, symmetric=True, initial_momentum=0.5, final_momentum=0.8, max_step_norm=5.0):
+                 callbacks=None, symmetric=True, initial_momentum=0.5, final_momentum=0.8, max_step_norm=5.0,
+                 device=None):
         self.n_components = n_components
         self.perplexity = perplexity
         self.early_exaggeration = early_exaggeration
@@ -132,6 +137,7 @@ class TSNE:
         self.initial_momentum = initial_momentum
         self.final_momentum = final_momentum
         self.max_step_norm = max_step_norm
+        self.device = device
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, n: int) -> str:
@@ -173,6 +179,14 @@ class TSNE:
             raise ValueError(f"init must have shape (N, n_components) = {(n, d)}, got {Y.shape}")
         return Y.copy()
 
+    def _device(self, X):
+        import torch
+        if self.device is not None:
+            return torch.device(self.device)
+        if isinstance(X, torch.Tensor) and X.is_cuda:
+            return X.device
+        return None
+
     def _lr(self, n: int, exaggeration: float) -> float:
         if isinstance(self.learning_rate, str):
             return n / exaggeration
@@ -191,13 +205,26 @@ class TSNE:
         -------
         self
         """
+        device = self._device(X)
         X = as_float_array(X, "X")
         n = X.shape[0]
         method = self._check_params(n)
+        if device is not None:
+            if self.kernel != "student_t" or not self.symmetric or self.n_components > 3:
+                raise ValueError("device= needs kernel='student_t', symmetric=True and n_components <= 3")
+            method = "exact"  # tiled exact repulsion on the device
         rng = np.random.default_rng(self.random_state)
         Y = self._initial(X, rng)
         knn_seed = int(rng.integers(2**31 - 1))
-        if method == "exact":
+        if device is not None:
+            import torch
+
+            from fastrl.manifold.tsne.torch_path import TorchGradientDescent, TorchObjective
+            P = joint_probabilities(X, self.perplexity, neighbors=self.neighbors, metric=self.metric,
+                                    n_jobs=self.n_jobs, random_state=knn_seed)
+            objective = TorchObjective(P, device, dof=self.dof)
+            Y = torch.as_tensor(Y, dtype=torch.float32, device=device)
+        elif method == "exact":
             P = dense_affinities(X, self.perplexity, symmetric=self.symmetric, metric=self.metric,
                                  n_jobs=self.n_jobs)
             objective = ExactObjective(P, kernel=self.kernel, symmetric=self.symmetric, dof=self.dof)
@@ -208,7 +235,7 @@ class TSNE:
                                         theta=self.theta, n_jobs=self.n_jobs)
         callbacks = [] if self.callbacks is None else (
             [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
-        opt = GradientDescent(Y, n_jobs=self.n_jobs)
+        opt = TorchGradientDescent(Y) if device is not None else GradientDescent(Y, n_jobs=self.n_jobs)
         history: list = []
         progress = None
         if self.verbose:
@@ -229,6 +256,8 @@ class TSNE:
             if progress is not None:
                 progress.close()
         kl, _ = objective(Y, 1.0, True)
+        if device is not None:
+            Y = Y.detach().cpu().double().numpy()
         self.embedding_ = Y
         self.kl_divergence_ = float(kl)
         self.n_iter_ = it
@@ -282,7 +311,3 @@ class TSNE:
         run_phase(Y, objective, opt, n_iter=max_iter, start=0, learning_rate=learning_rate, momentum=momentum,
                   exaggeration=exaggeration, center=False, max_grad_norm=max_grad_norm, max_step_norm=None)
         return Y
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
