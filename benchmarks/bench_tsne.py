@@ -71,10 +71,10 @@ def run_one(name, fn, X, y, P, rng, rows, embeddings):
     return row
 
 
-def fastrl_fn(n_jobs):
+def fastrl_fn(n_jobs, device=None):
     def fn(X):
         from fastrl.manifold import TSNE
-        t = TSNE(perplexity=30, max_iter=750, n_jobs=n_jobs, random_state=0)
+        t = TSNE(perplexity=30, max_iter=750, n_jobs=n_jobs, random_state=0, device=device)
         E = t.fit_transform(X)
         return E, t.kl_divergence_
     return fn
@@ -148,6 +148,8 @@ def main():
     P = joint_probabilities(X, 30.0, n_jobs=args.n_jobs)
     rows, emb = [], {}
     run_one("fastrl", fastrl_fn(args.n_jobs), X, y, P, rng, rows, emb)
+    if torch.cuda.is_available():  # GPU mode: Triton gradient kernels on the device
+        run_one("fastrl-cuda", fastrl_fn(args.n_jobs, device="cuda"), X, y, P, rng, rows, emb)
     run_one("openTSNE-fft", opentsne_fn("fft", args.n_jobs), X, y, P, rng, rows, emb)
     if not args.skip_bh:
         run_one("openTSNE-bh", opentsne_fn("bh", args.n_jobs), X, y, P, rng, rows, emb)
