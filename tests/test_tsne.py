@@ -201,3 +201,13 @@ def test_nan_input_and_transform_before_fit():
         TSNE().transform(X)
     with pytest.raises(ValueError, match="perplexity"):
         joint_probabilities(np.ones((5, 2)), 5.0)
+
+
+def test_sklearn_clone_and_params():
+    from sklearn.base import clone
+    t = TSNE(perplexity=7.0, method="fft", random_state=4)
+    c = clone(t)
+    assert c.get_params() == t.get_params() and c is not t
+    assert c.set_params(theta=0.3).theta == 0.3
+    with pytest.raises(ValueError, match="invalid parameter"):
+        c.set_params(bogus=1)

@@ -139,6 +139,22 @@ class TSNE:
         self.max_step_norm = max_step_norm
         self.device = device
 
+    # ------------------------------------------------- scikit-learn protocol
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn's estimator protocol)."""
+        import inspect
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params):
+        """Set constructor parameters; returns self."""
+        valid = self.get_params()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for TSNE; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
     # ------------------------------------------------------------------ checks
     def _check_params(self, n: int) -> str:
         check_int(self.n_components, "n_components", low=1)
