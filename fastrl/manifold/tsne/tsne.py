@@ -13,6 +13,7 @@ METHODS = ("auto", "exact", "barnes_hut", "fft")
 KERNELS = ("student_t", "gaussian")
 EXACT_MAX_N = 500        # "auto": exact O(N^2) gradient below this size
 BARNES_HUT_MAX_N = 10_000  # "auto": Barnes-Hut below this size, FFT interpolation above
+EXACT_LIMIT_N = 20_000     # dense O(N^2) memory beyond this is refused
 
 
 def pca_init(X: np.ndarray, n_components: int, std: float = 1e-4) -> np.ndarray:
@@ -156,7 +157,7 @@ class TSNE:
         return self
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self, n: int) -> str:
+    def _check_params(self, n: int, on_device: bool = False) -> str:
         check_int(self.n_components, "n_components", low=1)
         check_positive(self.early_exaggeration, "early_exaggeration", allow_tensor=False)
         check_int(self.early_exaggeration_iter, "early_exaggeration_iter", low=0)
@@ -181,6 +182,9 @@ class TSNE:
         elif method != "exact" and exact_only:
             raise ValueError(f"method={method!r} needs n_components=2 and the symmetric Student-t kernel; "
                              "use method='exact' for SNE, symmetric SNE or other dimensions")
+        if method == "exact" and n > EXACT_LIMIT_N and not on_device:
+            raise ValueError(f"method='exact' builds dense N x N matrices; N={n} exceeds {EXACT_LIMIT_N}. "
+                             "Use method='barnes_hut' or 'fft' (n_components=2)")
         return method
 
     def _initial(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -224,7 +228,7 @@ class TSNE:
         device = self._device(X)
         X = as_float_array(X, "X")
         n = X.shape[0]
-        method = self._check_params(n)
+        method = self._check_params(n, on_device=device is not None)
         if device is not None:
             if self.kernel != "student_t" or not self.symmetric or self.n_components > 3:
                 raise ValueError("device= needs kernel='student_t', symmetric=True and n_components <= 3")
