@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "knn.h"
+#include "tsne.h"
 
 namespace py = pybind11;
 using namespace fastrl;
@@ -93,4 +94,153 @@ PYBIND11_MODULE(_C, m) {
         py::arg("X"), py::arg("k"), py::arg("metric"), py::arg("n_trees"), py::arg("leaf_size"),
         py::arg("max_candidates"), py::arg("n_iters"), py::arg("delta"), py::arg("seed"),
         py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0);
+
+  // ---- t-SNE (csrc/tsne.h) -------------------------------------------------
+  m.def("tsne_perplexity",
+        [](CArray<float> D, double perplexity, double tol, int max_iter, CArray<double> P,
+           py::array_t<double, py::array::c_style> beta, int n_jobs) {
+          check_matrix(D, "D");
+          const int64_t n = D.shape(0);
+          const int k = int(D.shape(1));
+          double* pp = mutable_ptr(P, "P", n, k);
+          if (beta.ndim() != 1 || beta.shape(0) != n) throw std::invalid_argument("beta has the wrong shape");
+          double* bp = beta.mutable_data();
+          const float* dp = D.data();
+          py::gil_scoped_release release;
+          return tsne_perplexity(dp, n, k, perplexity, tol, max_iter, pp, bp, n_jobs);
+        },
+        py::arg("D"), py::arg("perplexity"), py::arg("tol"), py::arg("max_iter"), py::arg("P"),
+        py::arg("beta"), py::arg("n_jobs") = 0);
+
+  m.def("tsne_symmetrize",
+        [](CArray<int64_t> nbr, CArray<double> Pc, int n_jobs) {
+          if (nbr.ndim() != 2 || Pc.ndim() != 2 || nbr.shape(0) != Pc.shape(0) ||
+              nbr.shape(1) != Pc.shape(1))
+            throw std::invalid_argument("nbr and Pc must be 2-D of the same shape");
+          const int64_t n = nbr.shape(0);
+          const int k = int(nbr.shape(1));
+          const int64_t* np_ = nbr.data();
+          for (int64_t e = 0; e < n * k; ++e)
+            if (np_[e] < 0 || np_[e] >= n) throw std::invalid_argument("nbr holds an index out of range");
+          py::array_t<int64_t> indptr(n + 1);
+          int64_t* ip = indptr.mutable_data();
+          {
+            py::gil_scoped_release release;
+            tsne_symmetrize_count(np_, n, k, ip, n_jobs);
+          }
+          const int64_t nnz = ip[n];
+          py::array_t<int32_t> indices(nnz);
+          py::array_t<double> data(nnz);
+          int32_t* xp = indices.mutable_data();
+          double* vp = data.mutable_data();
+          const double* pp = Pc.data();
+          {
+            py::gil_scoped_release release;
+            tsne_symmetrize_fill(np_, pp, n, k, ip, xp, vp, n_jobs);
+          }
+          return py::make_tuple(indptr, indices, data);
+        },
+        py::arg("nbr"), py::arg("Pc"), py::arg("n_jobs") = 0);
+
+  m.def("tsne_attractive",
+        [](CArray<int64_t> indptr, CArray<int32_t> indices, CArray<double> P, CArray<double> Y,
+           CArray<double> Yref, double dof, double exaggeration, bool eval_kl, CArray<double> out,
+           int n_jobs, bool check_indices) {
+          if (Y.ndim() != 2 || Yref.ndim() != 2 || Y.shape(1) != Yref.shape(1) || Y.shape(1) > 8)
+            throw std::invalid_argument("Y and Yref must be 2-D with the same (<= 8) columns");
+          const int64_t n = Y.shape(0);
+          const int dim = int(Y.shape(1));
+          if (indptr.ndim() != 1 || indptr.shape(0) != n + 1) throw std::invalid_argument("indptr must have n + 1 entries");
+          const int64_t* ip = indptr.data();
+          const int64_t nnz = ip[n];
+          if (indices.size() < nnz || P.size() < nnz) throw std::invalid_argument("indices/P shorter than indptr[-1]");
+          const int32_t* xp = indices.data();
+          // The optimizer validates P once and skips this O(nnz) scan per iteration.
+          if (check_indices)
+            for (int64_t e = 0; e < nnz; ++e)
+              if (xp[e] < 0 || xp[e] >= Yref.shape(0)) throw std::invalid_argument("indices out of range");
+          double* op = mutable_ptr(out, "out", n, dim);
+          const double *pp = P.data(), *yp = Y.data(), *rp = Yref.data();
+          py::gil_scoped_release release;
+          return tsne_attractive(ip, xp, pp, yp, rp, n, dim, dof, exaggeration, eval_kl, op, n_jobs);
+        },
+        py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
+        py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
+        py::arg("check_indices") = true);
+
+  m.def("tsne_bh_repulsive",
+        [](CArray<double> Yref, CArray<double> Y, bool same, double theta, double dof,
+           CArray<double> out, py::object zsum, int n_jobs) {
+          if (Yref.ndim() != 2 || Yref.shape(1) != 2 || Y.ndim() != 2 || Y.shape(1) != 2)
+            throw std::invalid_argument("Barnes-Hut needs 2-D embeddings of shape [n, 2]");
+          if (Yref.shape(0) < 1) throw std::invalid_argument("Yref is empty");
+          if (same && Y.shape(0) != Yref.shape(0)) throw std::invalid_argument("same needs Y == Yref");
+          const int64_t n = Y.shape(0), nr = Yref.shape(0);
+          double* op = mutable_ptr(out, "out", n, 2);
+          double* zp = nullptr;
+          CArray<double> z;
+          if (!zsum.is_none()) {
+            z = zsum.cast<CArray<double>>();
+            if (z.ndim() != 1 || z.shape(0) != n || !z.writeable()) throw std::invalid_argument("zsum has the wrong shape");
+            zp = z.mutable_data();
+          }
+          const double *rp = Yref.data(), *yp = Y.data();
+          py::gil_scoped_release release;
+          return tsne_bh_repulsive(rp, nr, yp, n, same, theta, dof, op, zp, n_jobs);
+        },
+        py::arg("Yref"), py::arg("Y"), py::arg("same"), py::arg("theta"), py::arg("dof"),
+        py::arg("out"), py::arg("zsum") = py::none(), py::arg("n_jobs") = 0);
+
+  m.def("tsne_fft_spread",
+        [](CArray<double> Y, double lo, double h, int n_boxes, CArray<double> charges,
+           CArray<double> grid, int n_jobs) {
+          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
+          const int64_t n = Y.shape(0);
+          if (charges.ndim() != 2 || charges.shape(0) != n) throw std::invalid_argument("charges must be [n, nc]");
+          const int nc = int(charges.shape(1)), g = 3 * n_boxes;
+          if (grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) != g || !grid.writeable())
+            throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, 3 n_boxes] array");
+          double* gp = grid.mutable_data();
+          const double *yp = Y.data(), *cp = charges.data();
+          py::gil_scoped_release release;
+          tsne_fft_spread(yp, n, lo, h, n_boxes, cp, nc, gp, n_jobs);
+        },
+        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("charges"),
+        py::arg("grid"), py::arg("n_jobs") = 0);
+
+  m.def("tsne_fft_gather",
+        [](CArray<double> Y, double lo, double h, int n_boxes, CArray<double> pot,
+           CArray<double> out, int n_jobs) {
+          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
+          const int64_t n = Y.shape(0);
+          const int g = 3 * n_boxes;
+          if (pot.ndim() != 3 || pot.shape(1) != g || pot.shape(2) != g)
+            throw std::invalid_argument("pot must be [nc, 3 n_boxes, 3 n_boxes]");
+          const int nc = int(pot.shape(0));
+          double* op = mutable_ptr(out, "out", n, nc);
+          const double *yp = Y.data(), *pp = pot.data();
+          py::gil_scoped_release release;
+          tsne_fft_gather(yp, n, lo, h, n_boxes, pp, nc, op, n_jobs);
+        },
+        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
+        py::arg("out"), py::arg("n_jobs") = 0);
+
+  m.def("tsne_step",
+        [](CArray<double> Y, CArray<double> update, CArray<double> gains, CArray<double> grad,
+           double lr, double momentum, double min_gain, double max_step_norm, bool center, int n_jobs) {
+          if (Y.ndim() != 2 || Y.shape(1) > 8) throw std::invalid_argument("Y must be [n, dim <= 8]");
+          const int64_t n = Y.shape(0);
+          const int dim = int(Y.shape(1));
+          double* yp = mutable_ptr(Y, "Y", n, dim);
+          double* up = mutable_ptr(update, "update", n, dim);
+          double* gp = mutable_ptr(gains, "gains", n, dim);
+          if (grad.ndim() != 2 || grad.shape(0) != n || grad.shape(1) != dim) throw std::invalid_argument("grad has the wrong shape");
+          const double* rp = grad.data();
+          py::gil_scoped_release release;
+          tsne_step(yp, up, gp, rp, n, dim, lr, momentum, min_gain, max_step_norm, center, n_jobs);
+        },
+        py::arg("Y"), py::arg("update"), py::arg("gains"), py::arg("grad"), py::arg("lr"),
+        py::arg("momentum"), py::arg("min_gain"), py::arg("max_step_norm"), py::arg("center"),
+        py::arg("n_jobs") = 0);
+  // ---- end t-SNE -------------------------------------------------------------
 }

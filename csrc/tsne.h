@@ -1,0 +1,74 @@
+// t-SNE kernels: the narrow C++ contract (contiguous arrays in, output arrays
+// passed in, n_jobs). Embeddings are float64 row-major [n, dim]; sparse P is
+// CSR with int64 indptr, int32 column indices and float64 values.
+//
+// Gradient convention (as openTSNE / FIt-SNE): the functions return the KL
+// gradient divided by 4, split into an attractive part
+//   A_i = sum_j p_ij u_ij (y_i - y_j)
+// and an unnormalised repulsive part
+//   R_i = sum_{j != i} w_ij u_ij (y_i - y_j),   Z = sum_{i != j} w_ij,
+// where w_ij = (1 + d_ij^2 / dof)^(-dof) is the output kernel and
+// u_ij = (1 + d_ij^2 / dof)^(-1); then dKL/dy_i / 4 = A_i - R_i / Z.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "common.h"
+
+namespace fastrl {
+
+// Threads for a loop of `work` elementary operations: one thread per ~1M
+// operations, at most resolve_threads(n_jobs). Small loops stay serial, which
+// avoids fork/join costs that dominate on busy or oversubscribed machines.
+inline int tsne_threads(int n_jobs, int64_t work) {
+  const int64_t want = std::max<int64_t>(1, work >> 20);
+  return int(std::min<int64_t>(resolve_threads(n_jobs), want));
+}
+
+// Perplexity calibration: for each row i of the kNN distances D [n, k] (true
+// distances, self excluded) find beta_i with perplexity exp(H(P_i)) = perplexity,
+// P_ij = exp(-beta_i d_ij^2) / sum_j exp(-beta_i d_ij^2). Writes P [n, k] and
+// beta [n]. Returns the number of rows that missed the tolerance.
+int64_t tsne_perplexity(const float* D, int64_t n, int k, double perplexity,
+                        double tol, int max_iter, double* P, double* beta, int n_jobs);
+
+// Symmetrisation (P + P^T) / (2 n) of the conditional kNN affinities
+// (nbr [n, k], Pc [n, k]) as CSR with sorted columns. Two passes: count fills
+// indptr [n + 1]; fill writes indices [nnz] and data [nnz].
+void tsne_symmetrize_count(const int64_t* nbr, int64_t n, int k, int64_t* indptr, int n_jobs);
+void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k,
+                          const int64_t* indptr, int32_t* indices, double* data, int n_jobs);
+
+// Attractive forces out[i] = exaggeration * A_i, rows of P against the points
+// Yref (Yref == Y for a plain fit). Returns sum_ij p_ij log(p_ij / w_ij) if
+// eval_kl (KL = that + log Z when P sums to 1), else 0.
+double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
+                       const double* Y, const double* Yref, int64_t n, int dim, double dof,
+                       double exaggeration, bool eval_kl, double* out, int n_jobs);
+
+// Barnes-Hut repulsion (dim == 2, quadtree over Yref): out[i] = R_i for each
+// query point Y[i]; zsum[i] = sum_j w_ij (may be null). If same, Y is Yref and
+// the pair (i, i) is skipped. Returns sum_i zsum[i]. theta = 0 is exact.
+double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int64_t n,
+                         bool same, double theta, double dof, double* out, double* zsum,
+                         int n_jobs);
+
+// FFT-interpolation helpers (dim == 2): a uniform grid of g = 3 * n_boxes nodes
+// per axis, node t at lo + (t + 0.5) * h, Lagrange interpolation with the 3
+// nodes of each point's box (box width 3h).
+// Spread: grid [nc, g, g] (zeroed here) += L(y_i) * charges[i, c].
+void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
+                     const double* charges, int nc, double* grid, int n_jobs);
+// Gather: out[i, c] = sum over the 9 nodes L(y_i) * pot[c, node].
+void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
+                     const double* pot, int nc, double* out, int n_jobs);
+
+// One gradient-descent step with gains and momentum (openTSNE's rule):
+// gains += 0.2 where sign(grad) != sign(update), else gains = 0.8 gains + min_gain;
+// update = momentum update - lr gains grad, clipped to max_step_norm per row
+// (if > 0); Y += update; then Y is centred if center.
+void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
+               int dim, double lr, double momentum, double min_gain, double max_step_norm,
+               bool center, int n_jobs);
+
+}  // namespace fastrl

@@ -1,0 +1,150 @@
+// t-SNE input affinities: per-point perplexity calibration by bisection and
+// the sparse symmetrisation P = (P + P^T) / 2N.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "common.h"
+#include "tsne.h"
+
+namespace fastrl {
+
+// Row i: P_ij = exp(-beta (d_ij^2 - d_min^2)) / S; entropy
+// H = log S + beta * sum_j P_ij (d_ij^2 - d_min^2). H decreases in beta, so we
+// bisect beta (doubling / halving while no bracket is known) until
+// |H - log(perplexity)| < tol.
+int64_t tsne_perplexity(const float* D, int64_t n, int k, double perplexity,
+                        double tol, int max_iter, double* P, double* beta, int n_jobs) {
+  const double target = std::log(perplexity);
+  int64_t missed = 0;
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 20)) reduction(+ : missed)
+  {
+    std::vector<double> d2(k);
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* di = D + i * k;
+      double* pi = P + i * k;
+      double dmin = std::numeric_limits<double>::infinity();
+      for (int j = 0; j < k; ++j) {
+        d2[j] = double(di[j]) * double(di[j]);
+        dmin = std::min(dmin, d2[j]);
+      }
+      for (int j = 0; j < k; ++j) d2[j] -= dmin;
+      double b = 1.0, lo = 0.0, hi = std::numeric_limits<double>::infinity();
+      // Scale the start to the data: beta ~ 1 / mean shifted squared distance.
+      double mean = 0.0;
+      for (int j = 0; j < k; ++j) mean += d2[j];
+      mean /= k;
+      if (mean > 0) b = 1.0 / mean;
+      bool ok = false;
+      for (int it = 0; it < max_iter; ++it) {
+        double s = 0.0, sd = 0.0;
+        for (int j = 0; j < k; ++j) {
+          double e = std::exp(-b * d2[j]);
+          pi[j] = e;
+          s += e;
+          sd += e * d2[j];
+        }
+        double H = std::log(s) + b * sd / s;
+        double diff = H - target;
+        if (std::fabs(diff) < tol) { ok = true; break; }
+        if (diff > 0) {  // too flat: sharpen
+          lo = b;
+          b = std::isinf(hi) ? b * 2.0 : 0.5 * (b + hi);
+        } else {
+          hi = b;
+          b = 0.5 * (b + lo);
+        }
+      }
+      // Final normalised row at the last beta.
+      double s = 0.0;
+      for (int j = 0; j < k; ++j) { pi[j] = std::exp(-b * d2[j]); s += pi[j]; }
+      for (int j = 0; j < k; ++j) pi[j] /= s;
+      beta[i] = b;
+      if (!ok) ++missed;
+    }
+  }
+  return missed;
+}
+
+namespace {
+
+// Transposed kNN graph: for each column j, the rows i with j in nbr[i] (in
+// increasing i) and the position i * k + slot of that edge.
+struct Transposed {
+  std::vector<int64_t> ptr, pos;
+};
+
+Transposed transpose(const int64_t* nbr, int64_t n, int k) {
+  Transposed t;
+  t.ptr.assign(n + 1, 0);
+  const int64_t m = n * int64_t(k);
+  for (int64_t e = 0; e < m; ++e) ++t.ptr[nbr[e] + 1];
+  for (int64_t j = 0; j < n; ++j) t.ptr[j + 1] += t.ptr[j];
+  t.pos.resize(m);
+  std::vector<int64_t> fill(t.ptr.begin(), t.ptr.end() - 1);
+  for (int64_t e = 0; e < m; ++e) t.pos[fill[nbr[e]]++] = e;
+  return t;
+}
+
+// Merge row i's out-edges (sorted copy) and in-edges into sorted unique
+// columns; calls emit(col, value_out, value_in) per column.
+template <typename Emit>
+void merge_row(const int64_t* nbr, const double* Pc, int k, int64_t i, const Transposed& t,
+               std::vector<std::pair<int64_t, double>>& out, Emit emit) {
+  out.clear();
+  for (int j = 0; j < k; ++j) out.emplace_back(nbr[i * k + j], Pc ? Pc[i * k + j] : 0.0);
+  std::sort(out.begin(), out.end());
+  size_t a = 0;
+  int64_t b = t.ptr[i];
+  const int64_t bend = t.ptr[i + 1];
+  while (a < out.size() || b < bend) {
+    int64_t ca = a < out.size() ? out[a].first : std::numeric_limits<int64_t>::max();
+    int64_t cb = b < bend ? t.pos[b] / k : std::numeric_limits<int64_t>::max();
+    double pin = (b < bend && Pc) ? Pc[t.pos[b]] : 0.0;
+    if (ca == cb) { emit(ca, out[a].second, pin); ++a; ++b; }
+    else if (ca < cb) { emit(ca, out[a].second, 0.0); ++a; }
+    else { emit(cb, 0.0, pin); ++b; }
+  }
+}
+
+}  // namespace
+
+void tsne_symmetrize_count(const int64_t* nbr, int64_t n, int k, int64_t* indptr, int n_jobs) {
+  Transposed t = transpose(nbr, n, k);
+  indptr[0] = 0;
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 8))
+  {
+    std::vector<std::pair<int64_t, double>> buf;
+#pragma omp for schedule(dynamic, 512)
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t c = 0;
+      merge_row(nbr, nullptr, k, i, t, buf, [&](int64_t, double, double) { ++c; });
+      indptr[i + 1] = c;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) indptr[i + 1] += indptr[i];
+}
+
+void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k,
+                          const int64_t* indptr, int32_t* indices, double* data, int n_jobs) {
+  Transposed t = transpose(nbr, n, k);
+  const double scale = 1.0 / (2.0 * double(n));
+#pragma omp parallel num_threads(tsne_threads(n_jobs, n * int64_t(k) * 8))
+  {
+    std::vector<std::pair<int64_t, double>> buf;
+#pragma omp for schedule(dynamic, 512)
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t o = indptr[i];
+      merge_row(nbr, Pc, k, i, t, buf, [&](int64_t c, double pout, double pin) {
+        indices[o] = int32_t(c);
+        data[o] = (pout + pin) * scale;
+        ++o;
+      });
+    }
+  }
+}
+
+}  // namespace fastrl

@@ -1,0 +1,191 @@
+// t-SNE gradient pieces that are plain loops over points: attractive forces
+// over sparse P, FFT-interpolation spreading / gathering, and the
+// gains-and-momentum update step.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+#include "tsne.h"
+
+namespace fastrl {
+
+namespace {
+
+// Rows [0, n) of the attractive forces. DIM > 0 fixes the dimension at
+// compile time (the 2-D case vectorises and keeps the accumulators in
+// registers); DIM == 0 reads it at run time.
+template <int DIM, bool KL>
+void attractive_rows(const int64_t* indptr, const int32_t* indices, const double* P,
+                     const double* Y, const double* Yref, int64_t n, int dim_rt, double dof,
+                     double exaggeration, double* out, double* row_kl, int n_jobs) {
+  const int dim = DIM > 0 ? DIM : dim_rt;
+  const double inv_dof = 1.0 / dof;
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    double kl = 0.0;
+    const double* yi = Y + i * dim;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t e = indptr[i]; e < indptr[i + 1]; ++e) {
+      const double* yj = Yref + int64_t(indices[e]) * dim;
+      double diff[8];
+      double d2 = 0.0;
+      for (int c = 0; c < dim; ++c) { diff[c] = yi[c] - yj[c]; d2 += diff[c] * diff[c]; }
+      const double u = 1.0 / (1.0 + d2 * inv_dof);
+      const double pu = P[e] * u;
+      for (int c = 0; c < dim; ++c) acc[c] += pu * diff[c];
+      if (KL && P[e] > 0) kl += P[e] * (std::log(P[e]) - dof * std::log(u));
+    }
+    for (int c = 0; c < dim; ++c) out[i * dim + c] = exaggeration * acc[c];
+    if (KL) row_kl[i] = kl;
+  }
+}
+
+}  // namespace
+
+// A_i = exaggeration * sum_j p_ij u_ij (y_i - y_j), u = 1 / (1 + d^2 / dof);
+// KL part: sum p log(p / w), log w = dof * log u.
+double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
+                       const double* Y, const double* Yref, int64_t n, int dim, double dof,
+                       double exaggeration, bool eval_kl, double* out, int n_jobs) {
+  // Per-row KL terms summed serially afterwards: results do not depend on
+  // the thread schedule (bitwise reproducible runs).
+  std::vector<double> row_kl(eval_kl ? n : 0);
+  double* rk = row_kl.data();
+  if (dim == 2 && eval_kl)
+    attractive_rows<2, true>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else if (dim == 2)
+    attractive_rows<2, false>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else if (eval_kl)
+    attractive_rows<0, true>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  else
+    attractive_rows<0, false>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
+  double kl = 0.0;
+  for (double v : row_kl) kl += v;
+  return kl;
+}
+
+namespace {
+
+inline int sign(double x) { return (x > 0) - (x < 0); }
+
+// Lagrange basis of the 3 equispaced nodes at 1/6, 1/2, 5/6 of a unit box.
+inline void lagrange3(double u, double* L) {
+  const double a = 1.0 / 6, b = 0.5, c = 5.0 / 6;
+  L[0] = (u - b) * (u - c) / ((a - b) * (a - c));
+  L[1] = (u - a) * (u - c) / ((b - a) * (b - c));
+  L[2] = (u - a) * (u - b) / ((c - a) * (c - b));
+}
+
+// Box index and the 3 basis weights of coordinate x on one axis.
+inline int locate(double x, double lo, double box, int n_boxes, double* L) {
+  double t = (x - lo) / box;
+  int b = int(t);
+  if (b < 0) b = 0;
+  if (b >= n_boxes) b = n_boxes - 1;
+  lagrange3(t - b, L);
+  return b;
+}
+
+}  // namespace
+
+void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
+                     const double* charges, int nc, double* grid, int n_jobs) {
+  const int g = 3 * n_boxes;
+  const int64_t gg = int64_t(g) * g;
+  const double box = 3.0 * h;
+  const int threads = tsne_threads(n_jobs, n * 9 * int64_t(nc));
+  // Per-thread grids avoid write races; reduced into grid at the end.
+  std::vector<std::vector<double>> local(threads);
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef FASTRL_OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    std::vector<double>& G = local[tid];
+    G.assign(size_t(nc) * gg, 0.0);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      double Lx[3], Ly[3];
+      const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
+      const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b) {
+          const double w = Lx[a] * Ly[b];
+          const int64_t node = int64_t(3 * by + b) * g + (3 * bx + a);
+          for (int c = 0; c < nc; ++c) G[c * gg + node] += w * charges[i * nc + c];
+        }
+    }
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < int64_t(nc) * gg; ++t) {
+      double s = 0.0;
+      for (int r = 0; r < threads; ++r) s += local[r].empty() ? 0.0 : local[r][t];
+      grid[t] = s;
+    }
+  }
+}
+
+void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
+                     const double* pot, int nc, double* out, int n_jobs) {
+  const int g = 3 * n_boxes;
+  const int64_t gg = int64_t(g) * g;
+  const double box = 3.0 * h;
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 9 * int64_t(nc))) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    double Lx[3], Ly[3];
+    const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
+    const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
+    for (int c = 0; c < nc; ++c) {
+      double s = 0.0;
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b)
+          s += Lx[a] * Ly[b] * pot[c * gg + int64_t(3 * by + b) * g + (3 * bx + a)];
+      out[i * nc + c] = s;
+    }
+  }
+}
+
+void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
+               int dim, double lr, double momentum, double min_gain, double max_step_norm,
+               bool center, int n_jobs) {
+  const int threads = tsne_threads(n_jobs, n * int64_t(dim) * 8);
+  // Column sums per fixed block of rows, added in block order: deterministic.
+  const int64_t kBlock = 4096;
+  const int64_t nblocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(size_t(nblocks) * dim, 0.0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk)
+  for (int64_t i = blk * kBlock; i < std::min(n, (blk + 1) * kBlock); ++i) {
+    double* mean = partial.data() + blk * dim;
+    double* u = update + i * dim;
+    double* gn = gains + i * dim;
+    const double* gr = grad + i * dim;
+    double norm2 = 0.0;
+    for (int c = 0; c < dim; ++c) {
+      const bool flipped = sign(u[c]) != sign(gr[c]);
+      gn[c] = flipped ? gn[c] + 0.2 : gn[c] * 0.8 + min_gain;
+      u[c] = momentum * u[c] - lr * gn[c] * gr[c];
+      norm2 += u[c] * u[c];
+    }
+    if (max_step_norm > 0 && norm2 > max_step_norm * max_step_norm) {
+      const double s = max_step_norm / std::sqrt(norm2);
+      for (int c = 0; c < dim; ++c) u[c] *= s;
+    }
+    for (int c = 0; c < dim; ++c) {
+      Y[i * dim + c] += u[c];
+      mean[c] += Y[i * dim + c];
+    }
+  }
+  if (!center) return;
+  double mean[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t b = 0; b < nblocks; ++b)
+    for (int c = 0; c < dim; ++c) mean[c] += partial[b * dim + c];
+  for (int c = 0; c < dim; ++c) mean[c] /= double(n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int c = 0; c < dim; ++c) Y[i * dim + c] -= mean[c];
+}
+
+}  // namespace fastrl

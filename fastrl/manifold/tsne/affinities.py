@@ -1,0 +1,175 @@
+"""Input affinities for t-SNE: perplexity calibration on a kNN graph and the
+sparse joint P = (P + P^T) / 2N (compiled core, OpenMP over points)."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastrl._validation import as_float_array, check_positive
+from fastrl.neighbors import knn_graph, knn_query
+from fastrl.neighbors.knn import _core, _n_jobs
+
+PERPLEXITY_TOL = 1e-6  # on the entropy (nats): perplexity within ~perplexity * 1e-6
+
+
+def n_neighbors_for(perplexity: float, n: int) -> int:
+    """kNN size used for a perplexity: ``min(N - 1, floor(3 * perplexity))``."""
+    return int(min(n - 1, max(1, int(3 * perplexity))))
+
+
+def check_perplexity(perplexity, n: int) -> float:
+    """Raise unless ``0 < perplexity < N``; returns it as float."""
+    check_positive(perplexity, "perplexity", allow_tensor=False)
+    perplexity = float(perplexity)
+    if perplexity >= n:
+        raise ValueError(f"perplexity must be < N (the number of points, {n}), got {perplexity}")
+    return perplexity
+
+
+def perplexity_affinities(distances, perplexity: float, *, n_jobs=None, return_beta: bool = False):
+    """Conditional Gaussian affinities with a fixed perplexity per row.
+
+    Binary search on each row's precision ``beta_i`` so that
+    ``exp(H(P_i)) = perplexity`` with ``P_ij = exp(-beta_i d_ij^2) / sum``.
+
+    Parameters
+    ----------
+    distances : ndarray, shape (N, k)
+        Distances to each row's neighbours (not squared, self excluded).
+    perplexity : float
+        Target perplexity, ``0 < perplexity <= k``.
+    n_jobs : int, optional
+    return_beta : bool
+        Also return the precisions.
+
+    Returns
+    -------
+    P : ndarray of float64, shape (N, k)
+        Rows sum to 1.
+    beta : ndarray of float64, shape (N,)
+        Only when ``return_beta``.
+    """
+    D = as_float_array(distances, "distances")
+    k = D.shape[1]
+    check_positive(perplexity, "perplexity", allow_tensor=False)
+    if perplexity > k:
+        raise ValueError(f"perplexity must be <= the number of neighbours per row ({k}), got {perplexity}")
+    P = np.empty(D.shape, dtype=np.float64)
+    beta = np.empty(D.shape[0], dtype=np.float64)
+    _core().tsne_perplexity(D, float(perplexity), PERPLEXITY_TOL, 200, P, beta, _n_jobs(n_jobs))
+    return (P, beta) if return_beta else P
+
+
+def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None) -> sp.csr_matrix:
+    """Joint affinities ``(P + P^T) / 2N`` from conditional kNN affinities.
+
+    Parameters
+    ----------
+    indices : ndarray of int64, shape (N, k)
+        kNN indices (self excluded).
+    P_cond : ndarray, shape (N, k)
+        Conditional affinities of those neighbours (rows sum to 1).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float64, shape (N, N)
+        Symmetric, sums to 1, sorted column indices (int32).
+    """
+    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    Pc = np.ascontiguousarray(P_cond, dtype=np.float64)
+    n = idx.shape[0] if n is None else n
+    indptr, cols, data = _core().tsne_symmetrize(idx, Pc, _n_jobs(n_jobs))
+    return sp.csr_matrix((data, cols, indptr), shape=(n, n))
+
+
+def joint_probabilities(X, perplexity: float = 30.0, *, neighbors: str = "auto", metric: str = "euclidean",
+                        n_jobs=None, random_state=None) -> sp.csr_matrix:
+    """Sparse joint t-SNE affinities of the rows of ``X``.
+
+    kNN graph with ``k = min(N - 1, 3 * perplexity)``, perplexity calibration,
+    then ``(P + P^T) / 2N``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    perplexity : float
+        ``0 < perplexity < N``.
+    neighbors : {"auto", "exact", "approx"}
+        kNN method (see :func:`fastrl.neighbors.knn_graph`).
+    metric : {"euclidean", "cosine"}
+    n_jobs, random_state : optional
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (N, N)
+    """
+    X = as_float_array(X, "X")
+    n = X.shape[0]
+    perplexity = check_perplexity(perplexity, n)
+    k = n_neighbors_for(perplexity, n)
+    idx, dist = knn_graph(X, k, method=neighbors, metric=metric, n_jobs=n_jobs, random_state=random_state)
+    Pc = perplexity_affinities(dist, min(perplexity, k), n_jobs=n_jobs)
+    del dist
+    return symmetrize(idx, Pc, n, n_jobs=n_jobs)
+
+
+def dense_affinities(X, perplexity: float = 30.0, *, symmetric: bool = True, metric: str = "euclidean",
+                     n_jobs=None) -> np.ndarray:
+    """Dense affinities over all pairs (for ``method="exact"``, small N).
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    perplexity : float
+    symmetric : bool
+        True: joint ``(P + P^T) / 2N``; False: conditional ``P[i, j] = p_{j|i}``
+        (plain SNE).
+
+    Returns
+    -------
+    ndarray of float64, shape (N, N), zero diagonal.
+    """
+    X = as_float_array(X, "X")
+    n = X.shape[0]
+    perplexity = check_perplexity(perplexity, n)
+    idx, dist = knn_graph(X, n - 1, method="exact", metric=metric, n_jobs=n_jobs)
+    Pc = perplexity_affinities(dist, perplexity, n_jobs=n_jobs)
+    P = np.zeros((n, n))
+    np.put_along_axis(P, idx, Pc, axis=1)
+    if symmetric:
+        P = (P + P.T) / (2.0 * n)
+    return P
+
+
+def transform_affinities(X_index, X_new, perplexity: float, *, metric: str = "euclidean",
+                         n_jobs=None) -> sp.csr_matrix:
+    """Affinities of new points to the training points (rows sum to 1).
+
+    Parameters
+    ----------
+    X_index : ndarray, shape (N, D)
+        Training data.
+    X_new : ndarray, shape (M, D)
+    perplexity : float
+        Uses ``k = min(N, 3 * perplexity)`` neighbours from :func:`knn_query`.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float64, shape (M, N)
+    """
+    n = np.shape(X_index)[0]
+    check_positive(perplexity, "perplexity", allow_tensor=False)
+    k = int(min(n, max(1, int(3 * perplexity))))
+    idx, dist = knn_query(X_index, X_new, k, metric=metric, n_jobs=n_jobs)
+    Pc = perplexity_affinities(dist, min(float(perplexity), k), n_jobs=n_jobs)
+    m = idx.shape[0]
+    indptr = np.arange(0, (m + 1) * k, k, dtype=np.int64)
+    # Sort columns per row so the CSR is canonical.
+    order = np.argsort(idx, axis=1, kind="stable")
+    cols = np.take_along_axis(idx, order, 1).astype(np.int32).ravel()
+    vals = np.take_along_axis(Pc, order, 1).ravel()
+    return sp.csr_matrix((vals, cols, indptr), shape=(m, n))
+
+
+__all__ = ["perplexity_affinities", "symmetrize", "joint_probabilities", "dense_affinities",
+           "transform_affinities", "n_neighbors_for", "check_perplexity"]

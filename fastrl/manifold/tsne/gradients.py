@@ -1,0 +1,253 @@
+"""t-SNE gradient pieces over a sparse P (compiled core): attractive forces,
+Barnes-Hut and FFT-interpolated repulsion, and their sum.
+
+Convention (openTSNE / FIt-SNE): with ``u_ij = (1 + d_ij^2/dof)^-1`` and
+``w_ij = u_ij^dof``, the KL gradient is ``4 (A_i - R_i / Z)`` where
+``A_i = sum_j p_ij u_ij (y_i - y_j)``, ``R_i = sum_j w_ij u_ij (y_i - y_j)`` and
+``Z = sum_{i != j} w_ij``. The functions here return ``A`` and ``(R, Z)``; the
+optimizer steps along ``A - R / Z`` (the gradient over 4), as openTSNE does, so
+its learning rates carry over.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.sparse as sp
+
+from fastrl.neighbors.knn import _core, _n_jobs
+
+N_INTERP = 3  # Lagrange nodes per box (fixed in the compiled spreading code)
+FFT_DTYPE = np.float32  # precision of the grid transforms
+BOX_QUANTUM = 1.02  # box widths are powers of this (kernel-FFT cache hits)
+
+
+class CSRParts:
+    """A sparse P converted once to the compiled core's CSR layout (int64
+    indptr, int32 indices, float64 data) and checked once (the hot loop then
+    skips the per-call index scan)."""
+
+    def __init__(self, P, n_cols: int | None = None):
+        P = sp.csr_matrix(P)
+        if not P.has_sorted_indices:
+            P.sort_indices()
+        self.shape = P.shape
+        self.indptr = np.ascontiguousarray(P.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(P.indices, dtype=np.int32)
+        self.data = np.ascontiguousarray(P.data, dtype=np.float64)
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= P.shape[1]):
+            raise ValueError("P has column indices out of range")
+        if self.data.size and not (np.isfinite(self.data).all() and self.data.min() >= 0):
+            raise ValueError("P must hold finite non-negative affinities")
+
+
+def _csr_parts(P) -> CSRParts:
+    return P if isinstance(P, CSRParts) else CSRParts(P)
+
+
+def _as_embedding(Y) -> np.ndarray:
+    return np.ascontiguousarray(Y, dtype=np.float64)
+
+
+def attractive_forces(P, Y, *, dof: float = 1.0, exaggeration: float = 1.0, Y_ref=None, eval_kl: bool = False,
+                      n_jobs=None):
+    """Attractive forces ``A_i = exaggeration * sum_j p_ij u_ij (y_i - y_j)``.
+
+    Parameters
+    ----------
+    P : scipy.sparse matrix or CSRParts, shape (N, N_ref)
+        Affinities (converted and checked once when given as :class:`CSRParts`).
+    Y : ndarray, shape (N, d)
+        Points the forces act on.
+    dof : float
+    exaggeration : float
+    Y_ref : ndarray, shape (N_ref, d), optional
+        The points the columns of P refer to (default ``Y``).
+    eval_kl : bool
+        Also return ``sum_ij p_ij log(p_ij / w_ij)``.
+
+    Returns
+    -------
+    forces : ndarray of float64, shape (N, d)
+    kl_part : float
+        Only when ``eval_kl``.
+    """
+    parts = _csr_parts(P)
+    Y = _as_embedding(Y)
+    Yr = Y if Y_ref is None else _as_embedding(Y_ref)
+    if parts.shape != (Y.shape[0], Yr.shape[0]):
+        raise ValueError(f"P has shape {parts.shape}; expected (len(Y), len(Y_ref)) = {(Y.shape[0], Yr.shape[0])}")
+    out = np.empty_like(Y)
+    kl = _core().tsne_attractive(parts.indptr, parts.indices, parts.data, Y, Yr, float(dof), float(exaggeration),
+                                 bool(eval_kl), out, _n_jobs(n_jobs), False)
+    return (out, kl) if eval_kl else out
+
+
+def bh_repulsion(Y, *, theta: float = 0.5, dof: float = 1.0, Y_ref=None, per_point: bool = False, n_jobs=None):
+    """Barnes-Hut estimate of the unnormalised repulsion (2-D embeddings).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (N, 2)
+    theta : float
+        Opening angle; 0 is exact.
+    dof : float
+    Y_ref : ndarray, shape (N_ref, 2), optional
+        Repel ``Y`` from these fixed points instead of from itself.
+    per_point : bool
+        Return the per-point normalisers ``Z_i = sum_j w_ij`` instead of their sum.
+
+    Returns
+    -------
+    R : ndarray of float64, shape (N, 2)
+    Z : float, or ndarray of shape (N,) when ``per_point``
+    """
+    Y = _as_embedding(Y)
+    same = Y_ref is None
+    Yr = Y if same else _as_embedding(Y_ref)
+    out = np.empty_like(Y)
+    z = np.empty(Y.shape[0]) if per_point else None
+    total = _core().tsne_bh_repulsive(Yr, Y, same, float(theta), float(dof), out, z, _n_jobs(n_jobs))
+    return out, (z if per_point else total)
+
+
+def _kernel_fft(h: float, g: int, m: int, dof: float, workers: int):
+    """rFFTs (complex64) of the two kernels ``K_rep = u^(dof+1)`` and
+    ``K_z = u^dof`` sampled at the node offsets of a g x g grid of spacing h,
+    embedded circulantly in an M x M array (M >= 2g - 1)."""
+    a = np.arange(g, dtype=np.float64)
+    u = 1.0 / (1.0 + (h * h) * (a[:, None] ** 2 + a[None, :] ** 2) / dof)
+    kz = u if dof == 1.0 else u ** dof
+    K = np.zeros((2, m, m), dtype=FFT_DTYPE)
+    for t, k in enumerate((kz * u, kz)):
+        # offsets 0..g-1 at the start of each axis, -(g-1)..-1 at its end
+        K[t, :g, :g] = k
+        K[t, m - g + 1:, :g] = k[:0:-1, :]
+        K[t, :g, m - g + 1:] = k[:, :0:-1]
+        K[t, m - g + 1:, m - g + 1:] = k[:0:-1, :0:-1]
+    # The kernels are even in both axes, so their spectra are real.
+    return np.ascontiguousarray(scipy.fft.rfft2(K, workers=workers).real)
+
+
+def _quantize_up(x: float, base: float) -> float:
+    return float(base ** np.ceil(np.log(x) / np.log(base)))
+
+
+def fft_grid(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0):
+    """Interpolation grid covering the square bounding box of ``Y``.
+
+    ``n_boxes >= max(min_num_intervals, span / ints_in_interval)`` boxes per
+    axis (rounded up to ``min_num_intervals * 1.05^j``) and a box width
+    rounded up to a power of ``BOX_QUANTUM``, so that consecutive iterations
+    usually share one grid and the kernel's FFT is reused; the grid is
+    centred on the points' bounding box.
+
+    Returns
+    -------
+    (lo, h, n_boxes) : lower grid edge, node spacing (box width / 3), boxes per axis
+    """
+    lo, hi = float(Y.min()), float(Y.max())
+    span = max(hi - lo, 1e-8)
+    n_boxes = max(min_num_intervals, span / ints_in_interval)
+    n_boxes = int(np.ceil(min_num_intervals * _quantize_up(n_boxes / min_num_intervals, 1.05) - 1e-9))
+    box = _quantize_up(span / n_boxes * (1 + 1e-9), BOX_QUANTUM)
+    lo = 0.5 * (lo + hi) - 0.5 * n_boxes * box
+    return lo, box / N_INTERP, n_boxes
+
+
+def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_interval: float = 1.0, n_jobs=None,
+                  cache: dict | None = None):
+    """FFT-accelerated interpolation estimate of the repulsion (Linderman et al. 2019).
+
+    The square bounding box of ``Y`` is cut into boxes (see :func:`fft_grid`)
+    with 3 equispaced Lagrange nodes each; charges ``(1, y_x, y_y)`` are spread
+    onto the node grid, convolved by FFT with the kernel ``w u`` and
+    interpolated back to the points. The normaliser
+    ``Z = sum_i sum_j w_ij - N`` needs no inverse transform: by Parseval it is
+    ``sum_f |G_1(f)|^2 K_z(f) / M^2`` with ``G_1`` the spectrum of the charge-1
+    grid. Transforms run in single precision and skip the all-zero half of
+    the padded grid (row transforms on the g filled rows only).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (N, 2)
+    dof : float
+    min_num_intervals : int
+    ints_in_interval : float
+    n_jobs : int, optional
+    cache : dict, optional
+        Reused across calls to keep the kernel FFT of an unchanged grid.
+
+    Returns
+    -------
+    R : ndarray of float64, shape (N, 2)
+    Z : float
+    """
+    Y = _as_embedding(Y)
+    if Y.ndim != 2 or Y.shape[1] != 2:
+        raise ValueError(f"fft_repulsion needs a 2-D embedding of shape (N, 2), got {Y.shape}")
+    n = Y.shape[0]
+    jobs = _n_jobs(n_jobs)
+    lo, h, n_boxes = fft_grid(Y, min_num_intervals, ints_in_interval)
+    g = N_INTERP * n_boxes
+    m = scipy.fft.next_fast_len(2 * g - 1, real=True)
+    workers = 1 if m * m < 250_000 else (jobs if jobs > 0 else -1)
+    key = (h, g, m, float(dof))
+    if cache is not None and cache.get("key") == key:
+        fk = cache["fk"]
+    else:
+        fk = _kernel_fft(h, g, m, dof, workers)
+        if cache is not None:
+            cache.update(key=key, fk=fk)
+    charges = np.empty((n, 3))
+    charges[:, 0] = 1.0
+    charges[:, 1:] = Y
+    grid = np.empty((3, g, g))
+    core = _core()
+    core.tsne_fft_spread(Y, lo, h, n_boxes, charges, grid, jobs)
+    spec = scipy.fft.rfft(grid.astype(FFT_DTYPE), n=m, axis=-1, workers=workers)
+    spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
+    # Z by Parseval over the half spectrum (interior columns count twice).
+    wcol = np.full(spec.shape[-1], 2.0, dtype=np.float32)
+    wcol[0] = 1.0
+    if m % 2 == 0:
+        wcol[-1] = 1.0
+    power = (spec[0].real ** 2 + spec[0].imag ** 2) * fk[1]
+    zsum = float(power.sum(0, dtype=np.float64) @ wcol.astype(np.float64)) / (m * m)
+    spec *= fk[0]
+    back = scipy.fft.ifft(spec, axis=-2, workers=workers, overwrite_x=True)[:, :g]
+    pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]
+    phi = np.empty((n, 3))
+    core.tsne_fft_gather(Y, lo, h, n_boxes, np.ascontiguousarray(pot, dtype=np.float64), phi, jobs)
+    R = Y * phi[:, :1] - phi[:, 1:3]
+    Z = zsum - n  # drop the self terms w_ii = 1
+    return R, Z
+
+
+def kl_gradient(P, Y, *, method: str = "fft", dof: float = 1.0, theta: float = 0.5, exaggeration: float = 1.0,
+                n_jobs=None):
+    """t-SNE KL divergence and its gradient over a sparse joint P.
+
+    Parameters
+    ----------
+    P : scipy.sparse matrix, shape (N, N)
+        Joint affinities summing to 1.
+    Y : ndarray, shape (N, 2)
+    method : {"fft", "barnes_hut"}
+    dof, theta, exaggeration : float
+    n_jobs : int, optional
+
+    Returns
+    -------
+    kl : float
+        KL(P || Q) (of the unexaggerated P).
+    grad : ndarray of float64, shape (N, 2)
+        ``dKL/dY`` (with the factor 4).
+    """
+    A, kl_part = attractive_forces(P, Y, dof=dof, exaggeration=exaggeration, eval_kl=True, n_jobs=n_jobs)
+    if method == "fft":
+        R, Z = fft_repulsion(Y, dof=dof, n_jobs=n_jobs)
+    elif method == "barnes_hut":
+        R, Z = bh_repulsion(Y, theta=theta, dof=dof, n_jobs=n_jobs)
+    else:
+        raise ValueError(f"method must be 'fft' or 'barnes_hut', got {method!r}")
+    return kl_part + np.log(Z), 4.0 * (A - R / Z)

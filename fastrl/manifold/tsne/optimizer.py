@@ -1,0 +1,125 @@
+"""Objectives and the gradient-descent loop for t-SNE.
+
+Each objective maps ``(Y, exaggeration, eval_kl)`` to ``(kl or None, g)`` with
+``g`` the cost gradient divided by 4 (openTSNE's scaling, so its learning
+rates apply: ``learning_rate="auto"`` is ``N / exaggeration``). The update step
+(gains, momentum, step clipping, centring) runs in the compiled core, so the
+Python loop costs a few calls per iteration, never per point.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from fastrl.manifold.tsne.gradients import CSRParts, attractive_forces, bh_repulsion, fft_repulsion
+from fastrl.manifold.tsne.reference import exact_kl_gradient
+from fastrl.neighbors.knn import _core, _n_jobs
+
+
+class SparseObjective:
+    """KL(P || Q) over a sparse joint P; repulsion by ``"fft"`` or ``"barnes_hut"``."""
+
+    def __init__(self, P, method: str, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None):
+        self.P, self.method, self.dof, self.theta, self.n_jobs = CSRParts(P), method, float(dof), float(theta), n_jobs
+        self.cache: dict = {}
+
+    def __call__(self, Y, exaggeration: float, eval_kl: bool):
+        A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
+                                       n_jobs=self.n_jobs) if eval_kl else (
+            attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
+        if self.method == "fft":
+            R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache)
+        else:
+            R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)
+        A -= R / Z
+        return (kl_part + np.log(Z) if eval_kl else None), A
+
+
+class ExactObjective:
+    """Dense O(N^2) objective: t-SNE, symmetric SNE (``kernel="gaussian"``) or
+    plain SNE (``symmetric=False``; its cost is divided by N inside the
+    optimizer so that one learning rate fits all three)."""
+
+    def __init__(self, P, *, kernel: str = "student_t", symmetric: bool = True, dof: float = 1.0):
+        self.P, self.kernel, self.symmetric, self.dof = P, kernel, symmetric, float(dof)
+        self.scale = 0.25 if symmetric else 0.25 / P.shape[0]
+
+    def __call__(self, Y, exaggeration: float, eval_kl: bool):
+        kl, grad = exact_kl_gradient(self.P, Y, dof=self.dof, kernel=self.kernel, symmetric=self.symmetric,
+                                     exaggeration=exaggeration)
+        return (kl if eval_kl else None), grad * self.scale
+
+
+class TransformObjective:
+    """New points against a fixed embedding: each new point i has its own
+    ``q_{j|i} = w_ij / Z_i`` over the reference points, the cost is the mean
+    over new points of ``KL(P_i || Q_i)`` (rows of P sum to 1); repulsion by
+    Barnes-Hut over the reference points."""
+
+    def __init__(self, P, Y_ref, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None):
+        self.P, self.Y_ref, self.dof, self.theta, self.n_jobs = CSRParts(P), Y_ref, float(dof), float(theta), n_jobs
+
+    def __call__(self, Y, exaggeration: float, eval_kl: bool):
+        A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, Y_ref=self.Y_ref,
+                                       eval_kl=True, n_jobs=self.n_jobs)
+        R, z = bh_repulsion(Y, theta=self.theta, dof=self.dof, Y_ref=self.Y_ref, per_point=True, n_jobs=self.n_jobs)
+        A -= R / z[:, None]
+        kl = (kl_part + float(np.log(z).sum())) / Y.shape[0] if eval_kl else None
+        return kl, A
+
+
+class GradientDescent:
+    """Gradient descent with per-coordinate gains and momentum (openTSNE's rule).
+
+    State (``update``, ``gains``) persists across phases, as in openTSNE.
+    """
+
+    def __init__(self, Y: np.ndarray, *, n_jobs=None):
+        self.update = np.zeros_like(Y)
+        self.gains = np.ones_like(Y)
+        self.n_jobs = _n_jobs(n_jobs)
+
+    def step(self, Y, grad, *, learning_rate: float, momentum: float, min_gain: float = 0.01,
+             max_step_norm: float | None = 5.0, max_grad_norm: float | None = None, center: bool = True):
+        if max_grad_norm is not None:
+            norm = np.linalg.norm(grad, axis=1)
+            coeff = max_grad_norm / (norm + 1e-6)
+            mask = coeff < 1
+            grad[mask] *= coeff[mask, None]
+        _core().tsne_step(Y, self.update, self.gains, grad, float(learning_rate), float(momentum), float(min_gain),
+                          float(max_step_norm or 0.0), bool(center), self.n_jobs)
+
+
+def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *, n_iter: int, start: int,
+              learning_rate: float, momentum: float, exaggeration: float, kl_every: int = 50,
+              callbacks=(), progress=None, history: list | None = None, center: bool = True,
+              max_grad_norm: float | None = None, max_step_norm: float | None = 5.0) -> tuple[int, bool]:
+    """Run ``n_iter`` iterations in place on ``Y``.
+
+    Every ``kl_every`` iterations (counted from the start of the whole run)
+    the KL divergence is evaluated, appended to ``history``, shown on the
+    progress bar and passed to each callback as ``callback(iteration, kl, Y)``;
+    a callback returning True stops the run.
+
+    Returns
+    -------
+    (iterations done in total, stopped early)
+    """
+    it = start
+    for _ in range(n_iter):
+        eval_kl = (it + 1) % kl_every == 0
+        kl, grad = objective(Y, exaggeration, eval_kl)
+        optimizer.step(Y, grad, learning_rate=learning_rate, momentum=momentum, center=center,
+                       max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
+        it += 1
+        if progress is not None:
+            progress.update(1)
+        if eval_kl:
+            if history is not None:
+                history.append((it, float(kl)))
+            if progress is not None:
+                progress.set_postfix(kl=f"{kl:.4f}", refresh=False)
+            if any(bool(cb(it, float(kl), Y)) for cb in callbacks):
+                return it, True
+    return it, False

@@ -1,0 +1,213 @@
+"""t-SNE components against the exact numpy oracle, and the estimator's contract."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastrl.manifold import TSNE
+from fastrl.manifold.tsne import (attractive_forces, bh_repulsion, dense_affinities, exact_affinities,
+                                  exact_kl_gradient, fft_repulsion, joint_probabilities, kl_gradient,
+                                  perplexity_affinities, symmetrize)
+from fastrl.neighbors import knn_graph
+
+
+def _blobs(n=157, d=7, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 5, size=(4, d))
+    y = rng.integers(0, 4, n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def _rel(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize("perplexity", [5.0, 17.5, 30.0])
+def test_row_perplexity_within_tolerance(perplexity):
+    X, _ = _blobs(203, 9, seed=1)
+    k = int(3 * perplexity)
+    _, dist = knn_graph(X, k)
+    P = perplexity_affinities(dist, perplexity)
+    np.testing.assert_allclose(P.sum(1), 1.0, atol=1e-12)
+    H = -(P * np.log(np.where(P > 0, P, 1.0))).sum(1)
+    assert np.abs(np.exp(H) - perplexity).max() < 1e-3
+
+
+def test_dense_affinities_match_numpy_bisection():
+    X, _ = _blobs(61, 5, seed=2)
+    Pc = dense_affinities(X, 12.0, symmetric=False)
+    np.testing.assert_allclose(Pc, exact_affinities(X, 12.0), atol=1e-5)
+    Pj = dense_affinities(X, 12.0)
+    np.testing.assert_allclose(Pj, (Pc + Pc.T) / (2 * 61), atol=1e-12)
+
+
+def test_sparse_symmetrization_matches_scipy():
+    rng = np.random.default_rng(3)
+    n, k = 97, 11
+    idx = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
+    Pc = rng.random((n, k))
+    Pc /= Pc.sum(1, keepdims=True)
+    P = symmetrize(idx, Pc)
+    C = sp.csr_matrix((Pc.ravel(), idx.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+    ref = ((C + C.T) / (2 * n)).toarray()
+    np.testing.assert_allclose(P.toarray(), ref, atol=1e-15)
+    assert abs(P.sum() - 1.0) < 1e-12 and P.has_sorted_indices
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, _ = _blobs(211, 6, seed=4)
+    P = dense_affinities(X, 15.0)
+    Y = np.random.default_rng(5).normal(size=(211, 2)) * 2.5
+    return P, sp.csr_matrix(P), Y
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.6, 2.5])
+def test_barnes_hut_theta0_matches_exact(problem, dof):
+    P, Ps, Y = problem
+    kl, grad = exact_kl_gradient(P, Y, dof=dof)
+    kl2, grad2 = kl_gradient(Ps, Y, method="barnes_hut", theta=0.0, dof=dof)
+    assert abs(kl - kl2) < 1e-10
+    np.testing.assert_allclose(grad2, grad, rtol=1e-9, atol=1e-12 * np.abs(grad).max())
+
+
+def test_barnes_hut_approximation_is_close(problem):
+    P, Ps, Y = problem
+    _, grad = exact_kl_gradient(P, Y)
+    _, grad2 = kl_gradient(Ps, Y, method="barnes_hut", theta=0.5)
+    assert _rel(grad2, grad) < 0.05
+
+
+# The interpolation error grows with the box width (span / 50 boxes, at most
+# 1 as in FIt-SNE / openTSNE): ~1e-3 for boxes of 0.3, a few % for 0.7.
+@pytest.mark.parametrize("dof,scale,tol", [(1.0, 1.0, 5e-3), (1.0, 0.01, 1e-4), (0.7, 1.0, 5e-3), (1.0, 2.5, 0.05)])
+def test_fft_matches_exact(problem, dof, scale, tol):
+    P, Ps, Y = problem
+    Y = Y * scale
+    kl, grad = exact_kl_gradient(P, Y, dof=dof, exaggeration=3.0)
+    kl2, grad2 = kl_gradient(Ps, Y, method="fft", dof=dof, exaggeration=3.0)
+    assert abs(kl - kl2) < 1e-3 * abs(kl)
+    assert _rel(grad2, grad) < tol
+
+
+def test_attractive_and_repulsive_parts(problem):
+    P, Ps, Y = problem
+    A = attractive_forces(Ps, Y, exaggeration=2.0)
+    D = ((Y[:, None] - Y[None]) ** 2).sum(-1)
+    U = 1.0 / (1.0 + D)
+    ref_A = 2.0 * ((P * U).sum(1)[:, None] * Y - (P * U) @ Y)
+    np.testing.assert_allclose(A, ref_A, rtol=1e-10, atol=1e-14)
+    W = U * (1 - np.eye(len(Y)))
+    R, Z = bh_repulsion(Y, theta=0.0)
+    np.testing.assert_allclose(Z, W.sum(), rtol=1e-12)
+    np.testing.assert_allclose(R, (W * U).sum(1)[:, None] * Y - (W * U) @ Y, rtol=1e-9, atol=1e-12)
+    R2, Z2 = fft_repulsion(Y)
+    assert abs(Z2 - Z) < 1e-3 * Z and _rel(R2, R) < 5e-3
+
+
+def test_sne_and_symmetric_sne_gradients_by_finite_differences():
+    X, _ = _blobs(23, 4, seed=6)
+    Y = np.random.default_rng(7).normal(size=(23, 2))
+    for symmetric in (True, False):
+        P = dense_affinities(X, 5.0, symmetric=symmetric)
+        _, grad = exact_kl_gradient(P, Y, kernel="gaussian", symmetric=symmetric)
+        num = np.zeros_like(Y)
+        for i in range(3):
+            for c in range(2):
+                E = Y.copy()
+                E[i, c] += 1e-6
+                hi = exact_kl_gradient(P, E, kernel="gaussian", symmetric=symmetric)[0]
+                E[i, c] -= 2e-6
+                lo = exact_kl_gradient(P, E, kernel="gaussian", symmetric=symmetric)[0]
+                num[i, c] = (hi - lo) / 2e-6
+        np.testing.assert_allclose(grad[:3], num[:3], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["exact", "barnes_hut", "fft"])
+def test_tsne_separates_clusters_and_is_deterministic(method):
+    X, y = _blobs(200, 8, seed=8)
+    kw = dict(method=method, random_state=3, max_iter=300, n_jobs=2)
+    E1 = TSNE(**kw).fit_transform(X)
+    t = TSNE(**kw).fit(X)
+    np.testing.assert_array_equal(E1, t.embedding_)
+    assert t.n_iter_ == 300 and t.method_ == method and np.isfinite(t.kl_divergence_)
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.model_selection import cross_val_score
+    assert cross_val_score(KNeighborsClassifier(5), E1, y, cv=3).mean() > 0.95
+
+
+def test_kl_history_callbacks_and_early_stop():
+    X, _ = _blobs(120, 5, seed=9)
+    seen = []
+
+    def cb(it, kl, emb):
+        seen.append((it, kl, emb.shape))
+        return it >= 150
+
+    t = TSNE(method="barnes_hut", max_iter=400, random_state=0, callbacks=cb).fit(X)
+    assert [s[0] for s in seen] == [50, 100, 150] and t.n_iter_ == 150
+    assert all(np.isfinite(s[1]) and s[2] == (120, 2) for s in seen)
+    assert t.kl_history_[-1][0] == 150
+
+
+@pytest.mark.parametrize("kernel,symmetric", [("gaussian", True), ("gaussian", False)])
+def test_sne_variants_run(kernel, symmetric):
+    X, y = _blobs(90, 5, seed=10)
+    t = TSNE(method="exact", kernel=kernel, symmetric=symmetric, max_iter=200, random_state=0)
+    E = t.fit_transform(X)
+    assert np.isfinite(E).all() and np.isfinite(t.kl_divergence_)
+    with pytest.raises(ValueError, match="method"):
+        TSNE(method="barnes_hut", kernel=kernel, symmetric=symmetric).fit(X)
+
+
+def test_random_init_and_array_init_and_other_dims():
+    X, _ = _blobs(80, 5, seed=11)
+    init = np.random.default_rng(0).normal(size=(80, 2)) * 1e-4
+    E = TSNE(init=init, max_iter=60, method="barnes_hut").fit_transform(X)
+    assert E.shape == (80, 2)
+    E3 = TSNE(n_components=3, init="random", max_iter=60, random_state=1).fit_transform(X)
+    assert E3.shape == (80, 3) and np.isfinite(E3).all()
+
+
+def test_transform_places_points_near_training_neighbours():
+    X, y = _blobs(400, 8, seed=12)
+    t = TSNE(method="barnes_hut", random_state=0, max_iter=300).fit(X[:300])
+    Z = t.transform(X[300:])
+    from sklearn.neighbors import KNeighborsClassifier
+    acc = KNeighborsClassifier(10).fit(t.embedding_, y[:300]).score(Z, y[300:])
+    assert acc > 0.95
+
+
+@pytest.mark.parametrize("kwargs,X,match", [
+    ({"perplexity": 10.0}, np.zeros((10, 3)), "perplexity"),
+    ({"perplexity": 2.0}, np.random.default_rng(0).normal(size=(3, 3)), "at least 4"),
+    ({"init": np.zeros((5, 2)), "perplexity": 3.0}, np.random.default_rng(0).normal(size=(12, 3)), "init"),
+    ({"method": "tree"}, np.random.default_rng(0).normal(size=(12, 3)), "method"),
+    ({"perplexity": -1.0}, np.random.default_rng(0).normal(size=(12, 3)), "perplexity"),
+    ({"perplexity": 3.0, "init": "spectral"}, np.random.default_rng(0).normal(size=(12, 3)), "init"),
+])
+def test_bad_inputs_raise_clear_errors(kwargs, X, match):
+    with pytest.raises(ValueError, match=match):
+        TSNE(**kwargs).fit(X)
+
+
+def test_nan_input_and_transform_before_fit():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    X[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        TSNE(perplexity=3).fit(X)
+    with pytest.raises(RuntimeError, match="fit"):
+        TSNE().transform(X)
+    with pytest.raises(ValueError, match="perplexity"):
+        joint_probabilities(np.ones((5, 2)), 5.0)
+
+
+def test_sklearn_clone_and_params():
+    from sklearn.base import clone
+    t = TSNE(perplexity=7.0, method="fft", random_state=4)
+    c = clone(t)
+    assert c.get_params() == t.get_params() and c is not t
+    assert c.set_params(theta=0.3).theta == 0.3
+    with pytest.raises(ValueError, match="invalid parameter"):
+        c.set_params(bogus=1)
