@@ -82,6 +82,7 @@ PYBIND11_MODULE(_C, m) {
           check_matrix(X, "X");
           const int64_t n = X.shape(0), d = X.shape(1);
           if (k < 1 || k >= n) throw std::invalid_argument("k out of range");
+          if (n >= (int64_t(1) << 31)) throw std::invalid_argument("NN-descent supports up to 2^31 - 1 points");
           if (n_trees < 1 || leaf_size < 2 || max_candidates < 1 || n_iters < 0)
             throw std::invalid_argument("bad NN-descent parameters");
           int64_t* oi = mutable_ptr(out_idx, "out_idx", n, k);
