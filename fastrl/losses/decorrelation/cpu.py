@@ -1,0 +1,115 @@
+"""CPU path: chunked torch ops (also runs on CUDA tensors when forced).
+
+Two algebraic forms of the same quantities, chosen per call by the caller
+(:func:`fastrl.losses.decorrelation.core.pick_form`):
+
+* ``cross``: C = scale * A^T B computed in column blocks C[:, j0:j1]
+  (D x c, c <= D), so at most one D x D-sized buffer exists at a time.
+* ``gram``: ||A^T B||_F^2 = <A A^T, B B^T>_F, with the N x N Grams built in
+  row blocks of at most N/2 rows (two blocks together <= one N x N buffer).
+
+A ``B=None`` argument means the symmetric case B = A (VICReg covariance).
+"""
+from __future__ import annotations
+
+import torch
+
+from .core import diag_grad, diag_value
+
+# Largest block of C kept alive (elements); 2**24 fp32 = 64 MiB.
+_MAX_BLOCK_ELEMS = 2 ** 24
+
+
+def column_stats(x: torch.Tensor):
+    """Column means and sums of squared deviations (M2) of ``x`` [N, D]."""
+    var, mean = torch.var_mean(x, dim=0, correction=0)
+    return mean, var * x.shape[0]
+
+
+def _col_block(d: int) -> int:
+    return max(1, min(d, _MAX_BLOCK_ELEMS // max(d, 1)))
+
+
+def _row_block(n: int) -> int:
+    return max(1, (n + 1) // 2)
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.dot(x.reshape(-1), y.reshape(-1))
+
+
+# ---------------------------------------------------------------- gram form
+def gram_fro(A: torch.Tensor, B: torch.Tensor | None) -> torch.Tensor:
+    """<A A^T, B B^T>_F (= ||A^T B||_F^2) in row blocks; A, B [N, D]."""
+    n = A.shape[0]
+    step = _row_block(n)
+    total = A.new_zeros(())
+    for r0 in range(0, n, step):
+        ga = A[r0:r0 + step] @ A.T
+        gb = ga if B is None else B[r0:r0 + step] @ B.T
+        total = total + _dot(ga, gb)
+    return total
+
+
+def gram_apply(A: torch.Tensor, B: torch.Tensor | None):
+    """P = (B B^T) A and Q = (A A^T) B in row blocks (Q is None when B is None)."""
+    n = A.shape[0]
+    step = _row_block(n)
+    Bx = A if B is None else B
+    P = torch.empty_like(A)
+    Q = None if B is None else torch.empty_like(B)
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        torch.mm(Bx[r0:r1] @ Bx.T, A, out=P[r0:r1])
+        if Q is not None:
+            torch.mm(A[r0:r1] @ A.T, B, out=Q[r0:r1])
+    return P, Q
+
+
+# --------------------------------------------------------------- cross form
+def _cross_blocks(A, B, scale):
+    """Yield (j0, j1, C[:, j0:j1]) with C = scale * A^T B, block by block."""
+    d = A.shape[1]
+    step = _col_block(d)
+    Bx = A if B is None else B
+    for j0 in range(0, d, step):
+        j1 = min(d, j0 + step)
+        cj = A.T @ Bx[:, j0:j1]
+        cj.mul_(scale)
+        yield j0, j1, cj
+
+
+def cross_parts(A, B, scale, w_off, kind, w_diag, eps) -> torch.Tensor:
+    """[w_off * sum_{i!=j} C_ij^2, w_diag * sum_i f(C_ii)] with C = scale * A^T B."""
+    off = A.new_zeros(())
+    dg = A.new_zeros(())
+    for j0, _, cj in _cross_blocks(A, B, scale):
+        diag = cj.diagonal(offset=-j0)
+        dvals = diag.clone()
+        diag.zero_()  # exact off-diagonal sum, no cancellation against the diagonal
+        off = off + _dot(cj, cj)
+        dg = dg + diag_value(dvals, kind, eps).sum()
+    return torch.stack([off * w_off, dg * w_diag])
+
+
+def cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad):
+    """Gradients of ``grad . cross_parts(...)`` w.r.t. A and B, recomputing C.
+
+    G = dL/dC: 2 w_off g_off C_ij off the diagonal, w_diag g_diag f'(C_ii) on it;
+    dA = scale * B G^T, dB = scale * A G. For B=None returns (dA + dB, None).
+    """
+    g_off, g_diag = grad[0], grad[1]
+    Bx = A if B is None else B
+    gB = torch.empty_like(Bx)
+    gA = None if B is None else torch.zeros_like(A)
+    for j0, j1, cj in _cross_blocks(A, B, scale):
+        diag = cj.diagonal(offset=-j0)
+        dvals = diag.clone()
+        cj.mul_(2.0 * w_off * g_off)
+        diag.copy_(diag_grad(dvals, kind, eps) * (w_diag * g_diag))
+        gB[:, j0:j1] = torch.mm(A, cj).mul_(scale)
+        if gA is not None:
+            gA.addmm_(B[:, j0:j1], cj.T, alpha=scale)
+    if gA is None:  # symmetric: C and G symmetric, dA == dB
+        return gB.mul_(2.0), None
+    return gA, gB
