@@ -34,8 +34,10 @@ def _row_block(n: int) -> int:
     return max(1, (n + 1) // 2)
 
 
-def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.dot(x.reshape(-1), y.reshape(-1))
+def _sumsq_(x: torch.Tensor) -> torch.Tensor:
+    # squares in place, then torch's cascade sum: no temporary, and accurate where an
+    # fp32 dot (1e-6) or vector_norm (1e-3 on some CPU builds) drift over 1e6 terms
+    return x.square_().sum()
 
 
 # ---------------------------------------------------------------- gram form
@@ -46,8 +48,7 @@ def gram_fro(A: torch.Tensor, B: torch.Tensor | None) -> torch.Tensor:
     total = A.new_zeros(())
     for r0 in range(0, n, step):
         ga = A[r0:r0 + step] @ A.T
-        gb = ga if B is None else B[r0:r0 + step] @ B.T
-        total = total + _dot(ga, gb)
+        total = total + (_sumsq_(ga) if B is None else ga.mul_(B[r0:r0 + step] @ B.T).sum())
     return total
 
 
@@ -87,7 +88,7 @@ def cross_parts(A, B, scale, w_off, kind, w_diag, eps) -> torch.Tensor:
         diag = cj.diagonal(offset=-j0)
         dvals = diag.clone()
         diag.zero_()  # exact off-diagonal sum, no cancellation against the diagonal
-        off = off + _dot(cj, cj)
+        off = off + _sumsq_(cj)
         dg = dg + diag_value(dvals, kind, eps).sum()
     return torch.stack([off * w_off, dg * w_diag])
 
