@@ -188,3 +188,13 @@ def test_bad_input_cosine():
         barlow_twins_loss(torch.randn(3, 4), torch.randn(3, 4), -1.0)
     with pytest.raises(ValueError, match="p1 and z2 must have the same shape"):
         simsiam_loss(torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4), torch.randn(2, 4))
+
+
+def test_negative_cosine_nan_named():
+    p = torch.randn(4, 3)
+    z = p.clone()
+    z[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="z contains NaN or inf"):
+        negative_cosine_similarity(p, z)
+    with pytest.raises(ValueError, match="p contains NaN or inf"):
+        NegativeCosineSimilarity()(z, p)

@@ -48,12 +48,16 @@ class Standardize(torch.autograd.Function):
 
     mode "bn": (z - mean) / sqrt(var_biased + eps)  (BatchNorm1d, no affine);
     mode "center": z - mean. Backward (bn): dz = rstd * (g - mean(g) - A * mean(g * A)).
+    NaN/inf in z make its column statistics non-finite: checked here on D values
+    instead of a separate full pass over z.
     """
 
     @staticmethod
-    def forward(ctx, z, mode, eps, impl):
+    def forward(ctx, z, mode, eps, impl, name):
         zf = z if z.dtype == torch.float64 else z.float()
         mean, m2 = impl.column_stats(zf)
+        if not bool(torch.isfinite(mean.sum() + m2.sum())):
+            raise ValueError(f"{name} contains NaN or inf (or values too large for float32 statistics)")
         out = zf - mean
         ctx.mode = mode
         ctx.in_dtype = z.dtype
@@ -65,11 +69,16 @@ class Standardize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        gz = g - g.mean(dim=0)
+        # g comes only from DecorrCore's backward (the standardised view is internal),
+        # so it is updated in place: one N x D temporary at most
         if ctx.mode == "bn":
             out, rstd = ctx.saved_tensors
-            gz = gz.sub_(out * (g * out).mean(dim=0)).mul_(rstd)
-        return gz.to(ctx.in_dtype), None, None, None
+            t = torch.mul(g, out)
+            torch.mul(out, t.mean(dim=0), out=t)
+            g.sub_(g.mean(dim=0)).sub_(t).mul_(rstd)
+        else:
+            g.sub_(g.mean(dim=0))
+        return g.to(ctx.in_dtype), None, None, None, None
 
 
 class DecorrCore(torch.autograd.Function):
@@ -106,10 +115,10 @@ class DecorrCore(torch.autograd.Function):
             coef = (2.0 * w_off * scale) * grad[0]
             P, Q = impl.gram_apply(A, B)
             Bx = A if B is None else B
-            gA = (P * coef).add_(Bx * h).mul_(scale)
+            gA = P.mul_(coef).addcmul_(Bx, h).mul_(scale)
             if B is None:
                 return gA.mul_(2.0), None, None, None, None, None, None, None, None
-            gB = (Q * coef).add_(A * h).mul_(scale)
+            gB = Q.mul_(coef).addcmul_(A, h).mul_(scale)
         else:
             A, B = ctx.saved_tensors
             gA, gB = impl.cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad)

@@ -37,7 +37,8 @@ def _check_views(z1, z2, names=("z1", "z2"), min_rows: int = 2):
         if isinstance(z, torch.Tensor) and z.dim() == 2 and 0 < z.shape[0] < min_rows:
             raise ValueError(f"{name} needs a batch of at least {min_rows} rows (the variance of one "
                              f"sample is undefined), got shape {tuple(z.shape)}")
-        check_tensor(z, name, ndim=2, min_rows=min_rows)
+        # finite=False: NaN/inf are caught from the column statistics (one pass less)
+        check_tensor(z, name, ndim=2, min_rows=min_rows, finite=False)
         if z.shape[1] == 0:
             raise ValueError(f"{name} has no features: shape {tuple(z.shape)}")
     check_same_shape(z1, z2, *names)
@@ -90,8 +91,8 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 0.005
     z1, z2 = _global_views(z1, z2, gather_distributed)
     impl = _impl(z1, z2)
     n, d = z1.shape
-    a = Standardize.apply(z1, "bn", float(eps), impl)
-    b = Standardize.apply(z2, "bn", float(eps), impl)
+    a = Standardize.apply(z1, "bn", float(eps), impl, "z1")
+    b = Standardize.apply(z2, "bn", float(eps), impl, "z2")
     parts = DecorrCore.apply(a, b, 1.0 / n, float(lambda_), "barlow", 1.0, 0.0, pick_form(n, d, form), impl)
     return parts.sum()
 
@@ -125,8 +126,8 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-4, *, gathe
     up = torch.float64 if z1.dtype == torch.float64 else torch.float32
     inv = F.mse_loss(z1.to(up), z2.to(up))
     parts = []
-    for z in (z1, z2):
-        x = Standardize.apply(z, "center", 0.0, impl)
+    for z, name in ((z1, "z1"), (z2, "z2")):
+        x = Standardize.apply(z, "center", 0.0, impl, name)
         # C = x^T x / (N - 1): off-diagonal = covariances, diagonal = unbiased variances
         parts.append(DecorrCore.apply(x, None, 1.0 / (n - 1), 1.0 / d, "hinge", 1.0 / d, float(eps), chosen, impl))
     var = 0.5 * (parts[0][1] + parts[1][1])
@@ -182,12 +183,16 @@ def negative_cosine_similarity(p: torch.Tensor, z: torch.Tensor, dim: int = 1, e
     torch.Tensor
         0-d ``-cos(p, z).mean()``. Gradients flow into both arguments.
     """
-    check_tensor(p, "p", min_rows=1)
-    check_tensor(z, "z", min_rows=1)
+    check_tensor(p, "p", min_rows=1, finite=False)
+    check_tensor(z, "z", min_rows=1, finite=False)
     check_same_shape(p, z, "p", "z")
     check_same_dtype_device(p, z, "p", "z")
     check_positive(eps, "eps")
-    return -F.cosine_similarity(p, z, dim=dim, eps=eps).mean()
+    loss = -F.cosine_similarity(p, z, dim=dim, eps=eps).mean()
+    if not bool(torch.isfinite(loss.detach())):  # NaN/inf inputs: name the culprit (no extra pass otherwise)
+        check_tensor(p, "p")
+        check_tensor(z, "z")
+    return loss
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
