@@ -84,8 +84,9 @@ class Standardize(torch.autograd.Function):
 class DecorrCore(torch.autograd.Function):
     """parts = [off-diagonal sum, diagonal sum] of C = scale * A^T B (see module doc).
 
-    Forward keeps only A, B and diag(C) (gram form); backward recomputes the
-    Gram or C tiles. ``B=None`` is the symmetric case B = A.
+    Forward keeps A, B and diag(C) (gram form) or, on the CPU path, C itself when
+    it fits in one block; otherwise backward recomputes the Gram or C tiles.
+    ``B=None`` is the symmetric case B = A.
     """
 
     @staticmethod
@@ -100,7 +101,9 @@ class DecorrCore(torch.autograd.Function):
             parts = torch.stack([off, diag_value(diag, kind, eps).sum() * w_diag])
             ctx.save_for_backward(A, B, diag)
         else:
-            parts = impl.cross_parts(A, B, scale, w_off, kind, w_diag, eps)
+            # kept: the whole C when it fits the CPU path's one-block budget (used once
+            # by the first backward, which overwrites it; a second backward recomputes)
+            parts, ctx.kept = impl.cross_parts(A, B, scale, w_off, kind, w_diag, eps)
             ctx.save_for_backward(A, B)
         return parts
 
@@ -121,5 +124,6 @@ class DecorrCore(torch.autograd.Function):
             gB = Q.mul_(coef).addcmul_(A, h).mul_(scale)
         else:
             A, B = ctx.saved_tensors
-            gA, gB = impl.cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad)
+            kept, ctx.kept = ctx.kept, None
+            gA, gB = impl.cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad, kept)
         return gA, gB, None, None, None, None, None, None, None

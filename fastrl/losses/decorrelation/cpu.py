@@ -68,9 +68,13 @@ def gram_apply(A: torch.Tensor, B: torch.Tensor | None):
 
 
 # --------------------------------------------------------------- cross form
-def _cross_blocks(A, B, scale):
-    """Yield (j0, j1, C[:, j0:j1]) with C = scale * A^T B, block by block."""
+def _cross_blocks(A, B, scale, kept=None):
+    """Yield (j0, j1, C[:, j0:j1]) with C = scale * A^T B, block by block
+    (or the kept whole C from the forward pass)."""
     d = A.shape[1]
+    if kept is not None:
+        yield 0, d, kept
+        return
     step = _col_block(d)
     Bx = A if B is None else B
     for j0 in range(0, d, step):
@@ -80,35 +84,58 @@ def _cross_blocks(A, B, scale):
         yield j0, j1, cj
 
 
-def cross_parts(A, B, scale, w_off, kind, w_diag, eps) -> torch.Tensor:
-    """[w_off * sum_{i!=j} C_ij^2, w_diag * sum_i f(C_ii)] with C = scale * A^T B."""
+def _sumsq(x: torch.Tensor) -> torch.Tensor:
+    # non-destructive, in row chunks (small temporaries), cascade-summed
+    step = max(1, _MAX_BLOCK_ELEMS // 16 // max(x.shape[1], 1))
+    return sum(x[r:r + step].square().sum() for r in range(0, x.shape[0], step))
+
+
+def cross_parts(A, B, scale, w_off, kind, w_diag, eps):
+    """[w_off * sum_{i!=j} C_ij^2, w_diag * sum_i f(C_ii)] with C = scale * A^T B.
+
+    Returns (parts, kept): when the whole C fits in one block (<= 64 MiB) it is
+    kept for the backward pass (the one D x D buffer), else kept is None and the
+    backward recomputes the blocks.
+    """
     off = A.new_zeros(())
     dg = A.new_zeros(())
-    for j0, _, cj in _cross_blocks(A, B, scale):
+    kept = None
+    for j0, j1, cj in _cross_blocks(A, B, scale):
         diag = cj.diagonal(offset=-j0)
         dvals = diag.clone()
         diag.zero_()  # exact off-diagonal sum, no cancellation against the diagonal
-        off = off + _sumsq_(cj)
         dg = dg + diag_value(dvals, kind, eps).sum()
-    return torch.stack([off * w_off, dg * w_diag])
+        if j0 == 0 and j1 == A.shape[1]:
+            off = off + _sumsq(cj)
+            diag.copy_(dvals)
+            kept = cj
+        else:
+            off = off + _sumsq_(cj)
+    return torch.stack([off * w_off, dg * w_diag]), kept
 
 
-def cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad):
-    """Gradients of ``grad . cross_parts(...)`` w.r.t. A and B, recomputing C.
+def cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad, kept=None):
+    """Gradients of ``grad . cross_parts(...)`` w.r.t. A and B (C recomputed unless kept;
+    a kept C is overwritten by G).
 
     G = dL/dC: 2 w_off g_off C_ij off the diagonal, w_diag g_diag f'(C_ii) on it;
     dA = scale * B G^T, dB = scale * A G. For B=None returns (dA + dB, None).
     """
     g_off, g_diag = grad[0], grad[1]
+    d = A.shape[1]
     Bx = A if B is None else B
     gB = torch.empty_like(Bx)
     gA = None if B is None else torch.zeros_like(A)
-    for j0, j1, cj in _cross_blocks(A, B, scale):
+    for j0, j1, cj in _cross_blocks(A, B, scale, kept):
         diag = cj.diagonal(offset=-j0)
         dvals = diag.clone()
         cj.mul_(2.0 * w_off * g_off)
         diag.copy_(diag_grad(dvals, kind, eps) * (w_diag * g_diag))
-        gB[:, j0:j1] = torch.mm(A, cj).mul_(scale)
+        if j1 - j0 == d:
+            torch.mm(A, cj, out=gB)
+            gB.mul_(scale)
+        else:
+            gB[:, j0:j1] = torch.mm(A, cj).mul_(scale)
         if gA is not None:
             gA.addmm_(B[:, j0:j1], cj.T, alpha=scale)
     if gA is None:  # symmetric: C and G symmetric, dA == dB

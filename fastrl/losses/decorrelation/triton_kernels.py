@@ -220,8 +220,9 @@ def gram_apply(A: torch.Tensor, B: torch.Tensor | None):
     return _gram_product(A, B), _gram_product(B, A)
 
 
-def cross_parts(A, B, scale, w_off, kind, w_diag, eps) -> torch.Tensor:
-    """[w_off * sum_{i!=j} C_ij^2, w_diag * sum_i f(C_ii)], C = scale * A^T B, tiles never stored."""
+def cross_parts(A, B, scale, w_off, kind, w_diag, eps):
+    """([w_off * sum_{i!=j} C_ij^2, w_diag * sum_i f(C_ii)], None): C = scale * A^T B
+    is reduced tile by tile and never stored (the backward recomputes it)."""
     A = _c(A)
     Bx = A if B is None else _c(B)
     n, d = A.shape
@@ -230,7 +231,7 @@ def cross_parts(A, B, scale, w_off, kind, w_diag, eps) -> torch.Tensor:
     out = torch.empty(grid[0] * grid[1], 2, device=A.device, dtype=torch.float32)
     _cross_fwd_kernel[grid](A, Bx, out, n, d, A.stride(0), Bx.stride(0), float(scale), float(w_off), float(w_diag),
                             float(eps), KIND=_KIND[kind], BLOCK_I=bi, BLOCK_J=bi, BLOCK_N=bn)
-    return out.sum(dim=0)
+    return out.sum(dim=0), None
 
 
 def _cross_grad(A, B, scale, w_off, kind, w_diag, eps, grad):
@@ -243,8 +244,9 @@ def _cross_grad(A, B, scale, w_off, kind, w_diag, eps, grad):
     return gA
 
 
-def cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad):
-    """(dA, dB) of ``grad . cross_parts``; dB = the same kernel on (B, A) since C(B, A) = C^T."""
+def cross_grads(A, B, scale, w_off, kind, w_diag, eps, grad, kept=None):
+    """(dA, dB) of ``grad . cross_parts``; dB = the same kernel on (B, A) since C(B, A) = C^T.
+    ``kept`` is always None here (the tiles are recomputed)."""
     A = _c(A)
     grad = _c(grad.to(torch.float32))
     if B is None:
