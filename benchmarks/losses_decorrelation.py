@@ -110,6 +110,15 @@ def _release_free_memory() -> None:
         pass
 
 
+def _parse_sizes(sizes):
+    """Accept [(N, D), ...], ["NxD", ...] or "NxD,NxD"."""
+    if not sizes:
+        return None
+    if isinstance(sizes, str):
+        sizes = sizes.split(",")
+    return [tuple(int(v) for v in s.lower().split("x")) if isinstance(s, str) else tuple(s) for s in sizes]
+
+
 def run(args=None) -> dict:
     """Run the decorrelation benchmark; returns (and writes) the results dict.
 
@@ -118,10 +127,14 @@ def run(args=None) -> dict:
     """
     import fastrl
 
-    sizes = getattr(args, "sizes", None) or SIZES
+    sizes = _parse_sizes(getattr(args, "sizes", None)) or SIZES
     repeat = int(getattr(args, "repeat", None) or 3)
     families = getattr(args, "families", None) or ["barlow", "vicreg", "negcos"]
-    device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(families, str):
+        families = families.split(",")
+    device = getattr(args, "device", None)
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device == "cuda"
     threads = getattr(args, "threads", None)
     if not cuda:
@@ -180,10 +193,6 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1)")
     p.add_argument("--no-write", dest="write", action="store_false")
     args = p.parse_args(argv)
-    if args.sizes:
-        args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    if args.families:
-        args.families = args.families.split(",")
     return run(args)
 
 
