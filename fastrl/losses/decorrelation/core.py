@@ -92,7 +92,6 @@ class DecorrCore(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, B, scale, w_off, kind, w_diag, eps, form, impl):
         ctx.cfg = (scale, w_off, kind, w_diag, eps, form, impl)
-        ctx.symmetric = B is None
         if form == "gram":
             Bx = A if B is None else B
             diag = (A * Bx).sum(dim=0).mul_(scale)
