@@ -29,6 +29,25 @@ inline int resolve_threads(int n_jobs) {
 
 inline int max_threads() { return resolve_threads(-1); }
 
+// Replaces the root of a max-heap of k (distance, id[, flag]) slots by
+// (dist, idx, flag) and sifts it down. flags may be null.
+template <typename Id>
+inline void heap_replace_top(float* d, Id* ids, uint8_t* flags, int k, float dist, Id idx, uint8_t flag = 0) {
+  int pos = 0;
+  for (;;) {
+    int l = 2 * pos + 1, r = l + 1, big = pos;
+    float bd = dist;
+    if (l < k && d[l] > bd) { big = l; bd = d[l]; }
+    if (r < k && d[r] > bd) { big = r; bd = d[r]; }
+    if (big == pos) break;
+    d[pos] = d[big]; ids[pos] = ids[big];
+    if (flags) flags[pos] = flags[big];
+    pos = big;
+  }
+  d[pos] = dist; ids[pos] = idx;
+  if (flags) flags[pos] = flag;
+}
+
 // A max-heap of (distance, index) pairs of fixed capacity k kept in two flat
 // arrays; the root holds the current k-th smallest distance, the admission
 // threshold for new candidates.
@@ -40,18 +59,7 @@ struct HeapView {
   inline float top() const { return d[0]; }
 
   // Replace the root by (dist, idx) and restore the heap property.
-  inline void replace_top(float dist, int64_t idx) {
-    int pos = 0;
-    for (;;) {
-      int l = 2 * pos + 1, r = l + 1, big = pos;
-      float bd = dist;
-      if (l < k && d[l] > bd) { big = l; bd = d[l]; }
-      if (r < k && d[r] > bd) { big = r; bd = d[r]; }
-      if (big == pos) break;
-      d[pos] = d[big]; i[pos] = i[big]; pos = big;
-    }
-    d[pos] = dist; i[pos] = idx;
-  }
+  inline void replace_top(float dist, int64_t idx) { heap_replace_top<int64_t>(d, i, nullptr, k, dist, idx); }
 
   // Admit (dist, idx) if it beats the current k-th distance.
   inline bool push(float dist, int64_t idx) {

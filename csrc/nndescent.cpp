@@ -106,16 +106,7 @@ struct Graph {
     uint8_t* hf = fresh.data() + v * k;
     if (!(dist < hd[0])) return false;
     if (contains(hi, k, idx)) return false;
-    int pos = 0;
-    for (;;) {
-      int l = 2 * pos + 1, r = l + 1, big = pos;
-      float bd = dist;
-      if (l < k && hd[l] > bd) { big = l; bd = hd[l]; }
-      if (r < k && hd[r] > bd) { big = r; bd = hd[r]; }
-      if (big == pos) break;
-      hd[pos] = hd[big]; hi[pos] = hi[big]; hf[pos] = hf[big]; pos = big;
-    }
-    hd[pos] = dist; hi[pos] = idx; hf[pos] = 1;
+    heap_replace_top<node_t>(hd, hi, hf, k, dist, idx, 1);
     return true;
   }
 };
