@@ -47,7 +47,8 @@ def run_case(name, fn, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=70000, help="points (first n MNIST rows)")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per PCA-50 case (median)")
+    ap.add_argument("--repeat-raw", type=int, default=1, help="timed runs per raw 784-d case")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="PCA-50 with k=90 only (the acceptance case)")
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn (slowest peer)")
@@ -88,23 +89,24 @@ def main():
         for k in ks:
             case = f"{dname} k={k}"
             print(f"\n{case}: N={A.shape[0]} D={A.shape[1]}", flush=True)
+            repeat = args.repeat if dname == "pca50" else args.repeat_raw
             res = {}
-            (ei, _), t, m = run_case("fastrl exact", lambda: knn_graph(A, k, method="exact", n_jobs=nj), args.repeat)
+            (ei, _), t, m = run_case("fastrl exact", lambda: knn_graph(A, k, method="exact", n_jobs=nj), repeat)
             res["fastrl exact"] = (t, m, 1.0)
             (ai, _), t, m = run_case("fastrl approx",
-                                     lambda: knn_graph(A, k, method="approx", n_jobs=nj, random_state=0), args.repeat)
+                                     lambda: knn_graph(A, k, method="approx", n_jobs=nj, random_state=0), repeat)
             res["fastrl approx"] = (t, m, recall(ai, ei, k))
             if "faiss" in peers:
                 def f_faiss():
                     index = peers["faiss"].IndexFlatL2(A.shape[1])
                     index.add(A)
                     return index.search(A, k + 1)
-                (D, Ii), t, m = run_case("faiss", f_faiss, args.repeat)
+                (D, Ii), t, m = run_case("faiss", f_faiss, repeat)
                 res["faiss IndexFlatL2"] = (t, m, recall(Ii[:, 1:], ei, k))
             if "pynndescent" in peers:
                 def f_pynn():
                     return peers["pynndescent"](A, n_neighbors=k + 1, n_jobs=nj, random_state=0).neighbor_graph
-                (Ii, _), t, m = run_case("pynndescent", f_pynn, args.repeat)
+                (Ii, _), t, m = run_case("pynndescent", f_pynn, repeat)
                 res["pynndescent"] = (t, m, recall(Ii[:, 1:], ei, k))
             if "sklearn" in peers:
                 def f_sk():

@@ -68,6 +68,14 @@ void gram_sqdist(const float* X, int64_t d, const node_t* ids, int m, int rows,
   }
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float dot(const float* a, const float* b, int64_t d) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t t = 0; t < d; ++t) s += a[t] * b[t];
+  return s;
+}
+
 inline uint64_t splitmix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -118,7 +126,7 @@ void rp_tree(const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
   std::iota(members.begin(), members.end(), node_t(0));
   offsets.assign(1, 0);
   std::mt19937_64 rng(seed);
-  std::vector<float> normal(d);
+  std::vector<float> normal(d), mid_pt(d);
   std::vector<std::pair<int64_t, int64_t>> stack{{0, n}};
   std::vector<node_t> tmp;
   std::vector<std::pair<int64_t, int64_t>> leaves;
@@ -130,17 +138,16 @@ void rp_tree(const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
     const int64_t a = members[lo + int64_t(rng() % size)];
     int64_t b = members[lo + int64_t(rng() % size)];
     for (int tries = 0; b == a && tries < 8; ++tries) b = members[lo + int64_t(rng() % size)];
-    float offset = 0.f;
     for (int64_t t = 0; t < d; ++t) {
       normal[t] = X[a * d + t] - X[b * d + t];
-      offset += normal[t] * 0.5f * (X[a * d + t] + X[b * d + t]);
+      mid_pt[t] = 0.5f * (X[a * d + t] + X[b * d + t]);
     }
+    const float offset = dot(normal.data(), mid_pt.data(), d);
     // partition in place: side = <x, normal> > offset (random side on ties)
     int64_t left = lo, right = hi - 1;
     while (left <= right) {
       const int64_t p = members[left];
-      float s = -offset;
-      for (int64_t t = 0; t < d; ++t) s += X[p * d + t] * normal[t];
+      const float s = dot(X + p * d, normal.data(), d) - offset;
       const bool go_left = s < 0.f || (s == 0.f && (rng() & 1));
       if (go_left) ++left; else std::swap(members[left], members[right--]);
     }
