@@ -26,6 +26,9 @@ import torch
 # elements of one [rows, N] fp32 block (32 MiB); the forward and backward
 # hold at most two such blocks at a time.
 CHUNK_ELEMENTS = 1 << 23
+# largest spread of row/column maxima for which one shared exp shift is exact
+# to fp32 rounding (exp(-60) is far below fp32 epsilon)
+SPREAD = 60.0
 
 
 def _rows_per_chunk(n_rows: int, n_cols: int, chunk_elements: int | None = None) -> int:
@@ -49,50 +52,77 @@ def _logits_block(q: torch.Tensor, k: torch.Tensor, r0: int, r1: int, scale: flo
     return s
 
 
+def _safe(x: torch.Tensor) -> torch.Tensor:
+    """Shift vector with -inf (fully masked rows/columns) replaced by 0."""
+    return x.masked_fill(torch.isinf(x), 0.0)
+
+
+def _one_shift(c, *vectors) -> bool:
+    """True when one shared shift ``c`` keeps every row's/column's leading
+    terms representable: ``exp(S - c)`` then loses only terms below
+    ``exp(-SPREAD)`` relative to each row's (column's) largest one."""
+    lo = min(float(v.min()) for v in vectors)
+    return float(c) - lo < SPREAD
+
+
 def lse_forward(q, k, scale: float, mask_offset, want_col: bool):
     """Row LSE [M] (and column LSE [N] when ``want_col``) of the masked logits."""
     m, n = q.shape[0], k.shape[0]
     rlse = torch.empty(m, dtype=q.dtype, device=q.device)
-    if want_col:
-        cmax = torch.full((n,), float("-inf"), dtype=q.dtype, device=q.device)
-        csum = torch.zeros(n, dtype=q.dtype, device=q.device)
+    clse = torch.full((n,), float("-inf"), dtype=q.dtype, device=q.device) if want_col else None
     step = _rows_per_chunk(m, n)
     for r0 in range(0, m, step):
         r1 = min(m, r0 + step)
         s = _logits_block(q, k, r0, r1, scale, mask_offset)
-        rlse[r0:r1] = torch.logsumexp(s, dim=1)
+        rmax = s.amax(dim=1)
         if want_col:
-            # online column LSE: rescale the running sums to the new maximum
-            new_max = torch.maximum(cmax, s.amax(dim=0))
-            safe = new_max.masked_fill(torch.isinf(new_max), 0.0)
-            csum.mul_(torch.exp(cmax - safe)).add_(s.sub_(safe).exp_().sum(dim=0))
-            cmax = new_max
+            cmax = s.amax(dim=0)
+            c = rmax.max()
+            if _one_shift(c, rmax, cmax):
+                # one exp pass serves the row and the column sums
+                e = s.sub_(c).exp_()
+                rlse[r0:r1] = torch.log(e.sum(dim=1)).add_(c)
+                part = torch.log(e.sum(dim=0)).add_(c)
+            else:
+                part = torch.log((s - _safe(cmax)[None, :]).exp_().sum(dim=0)).add_(cmax)
+                rlse[r0:r1] = torch.log(s.sub_(_safe(rmax)[:, None]).exp_().sum(dim=1)).add_(rmax)
+            torch.logaddexp(clse, part, out=clse)
+        else:
+            rlse[r0:r1] = torch.log(s.sub_(_safe(rmax)[:, None]).exp_().sum(dim=1)).add_(rmax)
         del s
-    clse = cmax + torch.log(csum) if want_col else None
     return rlse, clse
-
-
-def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
-    return x.masked_fill(torch.isinf(x), 0.0)
 
 
 def lse_backward(q, k, scale: float, mask_offset, rlse, gr, clse, gc, need_dk: bool):
     """Unscaled gradients ``P K`` [M, D] and ``P^T Q`` [N, D] (or None)."""
     m, n = q.shape[0], k.shape[0]
-    rlse = _finite_or_zero(rlse)
-    clse = _finite_or_zero(clse) if clse is not None else None
     dq = torch.empty_like(q)
     dk = torch.zeros_like(k) if need_dk else None
+    fast = False
+    if clse is not None:
+        c = torch.maximum(rlse.max(), clse.max())
+        fast = _one_shift(c, rlse, clse)
+        if fast:
+            # P = exp(S - c) (u_i + v_j): one exp pass for both terms
+            u = torch.exp(c - rlse).mul_(gr)
+            v = torch.exp(c - clse).mul_(gc)
+    rlse = _safe(rlse)
+    clse = _safe(clse) if clse is not None else None
     step = _rows_per_chunk(m, n)
     for r0 in range(0, m, step):
         r1 = min(m, r0 + step)
         s = _logits_block(q, k, r0, r1, scale, mask_offset)
-        if clse is not None:
-            col_term = (s - clse[None, :]).exp_().mul_(gc[None, :])
-        p = s.sub_(rlse[r0:r1, None]).exp_().mul_(gr[r0:r1, None])
-        if clse is not None:
-            p.add_(col_term)
-            del col_term
+        if fast:
+            e = s.sub_(c).exp_()
+            p = torch.mul(e, u[r0:r1, None]).addcmul_(e, v[None, :])
+            del e
+        else:
+            if clse is not None:
+                col_term = (s - clse[None, :]).exp_().mul_(gc[None, :])
+            p = s.sub_(rlse[r0:r1, None]).exp_().mul_(gr[r0:r1, None])
+            if clse is not None:
+                p.add_(col_term)
+                del col_term
         torch.mm(p, k, out=dq[r0:r1])
         if dk is not None:
             dk.addmm_(p.T, q[r0:r1])

@@ -8,14 +8,6 @@ import torch
 import torch.nn.functional as F
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
 def info_nce_reference(query, key, temperature=0.1, queue=None, normalize=True, reduction="mean"):
     """InfoNCE: row i of ``query`` [N, D] has positive ``key[i]``; negatives are
     the other keys and the rows of ``queue`` [K, D]."""
@@ -69,3 +61,56 @@ def alignment_reference(x, y, alpha=2):
 def uniformity_reference(x, t=2):
     """Wang & Isola uniformity: log mean_{i<j} exp(-t ||x_i - x_j||^2)."""
     return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
+
+
+def _load_module_file(package: str, relpath: str, stubs: tuple = ()):
+    """Import ``package/relpath`` without running ``package/__init__.py``
+    (lightly's and open_clip's package imports pull in torchvision)."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    root = os.path.dirname(spec.origin)
+    parts = relpath[:-3].split("/")
+    for i in range(len(parts)):  # parent packages as bare namespaces
+        name = ".".join([package] + parts[:i])
+        if name not in sys.modules:
+            mod = types.ModuleType(name)
+            mod.__path__ = [os.path.join(root, *parts[:i])]
+            sys.modules[name] = mod
+    for name, attrs in stubs:  # modules only needed by code paths we never run
+        sys.modules.setdefault(name, types.ModuleType(name))
+        for key, value in attrs.items():
+            setattr(sys.modules[name], key, value)
+    return importlib.import_module(".".join([package] + parts))
+
+
+def load_peer(name: str):
+    """The peer loss class: ``"lightly"`` -> ``NTXentLoss``, ``"open_clip"`` ->
+    ``ClipLoss``; None when the package is not installed or cannot load.
+    Used by the tests and benchmarks only."""
+    try:
+        if name == "lightly":
+            try:
+                from lightly.loss import NTXentLoss
+            except Exception:
+                # lightly.models.utils (torchvision) is only used with a distributed memory bank
+                mod = _load_module_file("lightly", "loss/ntx_ent_loss.py",
+                                        stubs=(("lightly.models.utils", {}),))
+                NTXentLoss = mod.NTXentLoss if mod is not None else None
+            return NTXentLoss
+        if name == "open_clip":
+            try:
+                from open_clip.loss import ClipLoss
+            except Exception:
+                mod = _load_module_file("open_clip", "loss.py")
+                ClipLoss = mod.ClipLoss if mod is not None else None
+            return ClipLoss
+    except Exception:
+        return None
+    raise ValueError(f"unknown peer {name!r}")
