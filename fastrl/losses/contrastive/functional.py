@@ -202,7 +202,8 @@ def nt_xent(z1, z2, temperature=0.5, *, normalize=True, gather_distributed=False
     # rank blocks of the gathered keys are [z1_r; z2_r]: self at i + offset
     lse, _ = lse_core(z, keys, scale, mask_offset=offset, symmetric=keys is z)
     pos = scale * _rowdot(_compute(z1), _compute(z2))
-    return (lse.sum() - 2 * pos.sum()) / (2 * n)
+    # per-row differences first: lse and pos are large and nearly cancel
+    return (lse.view(2, n) - pos).mean()
 
 
 def clip_loss(image_features, text_features, logit_scale, logit_bias=None, *, gather_distributed=False):
@@ -234,7 +235,7 @@ def clip_loss(image_features, text_features, logit_scale, logit_bias=None, *, ga
         lse_i, lse_t = lse_core(image_features, text_features, scale, want_col=True)
     pos = scale * _rowdot(_compute(image_features), _compute(text_features))
     # a logit bias shifts every logit, positives included: it cancels exactly
-    loss = (lse_i.sum() + lse_t.sum() - 2 * pos.sum()) / (2 * n)
+    loss = ((lse_i - pos) + (lse_t - pos)).mean() / 2
     if logit_bias is not None:
         bias = logit_bias if isinstance(logit_bias, torch.Tensor) else torch.tensor(float(logit_bias))
         if not bool(torch.isfinite(bias).all()):
