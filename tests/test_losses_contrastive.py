@@ -134,6 +134,21 @@ def test_alignment_matches_reference():
         torch.testing.assert_close(alignment(a, b, alpha), ref.alignment_reference(a, b, alpha))
 
 
+def _peer_parity(ours, theirs, a, b, param, gout):
+    """Loss and gradients (inputs and the scalar ``param``) of two callables ``f(a, b, param)``."""
+    outs = []
+    for f, dev in ((ours, a.device), (theirs, "cpu")):
+        x, y = a.to(dev).clone().requires_grad_(), b.to(dev).clone().requires_grad_()
+        p = torch.tensor(param, device=dev, requires_grad=True)
+        loss = f(x, y, p)
+        (loss * gout).backward()
+        outs.append([loss.detach().cpu()] + [t.grad.cpu() for t in (x, y, p) if t.grad is not None])
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    assert len(outs[0]) == len(outs[1])
+    for g1, g2 in zip(outs[0][1:], outs[1][1:]):
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4 * max(float(g2.abs().max()), 1e-3))
+
+
 @pytest.mark.parametrize("n,d", [(7, 20), (33, 3)])
 def test_lightly_ntxent_parity(backend, device, n, d):
     peer = ref.load_peer("lightly")
@@ -141,14 +156,7 @@ def test_lightly_ntxent_parity(backend, device, n, d):
         pytest.skip("lightly not installed")
     (a, b), _ = _inputs(n, d, torch.float32, 5, device)
     for temp in (0.01, 0.5, 1.0):
-        a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
-        a2, b2 = a.cpu().clone().requires_grad_(), b.cpu().clone().requires_grad_()
-        ours, theirs = NTXentLoss(temp)(a1, b1), peer(temp)(a2, b2)
-        torch.testing.assert_close(ours.cpu(), theirs, rtol=1e-5, atol=1e-6)
-        (ours * 2.5).backward()
-        (theirs * 2.5).backward()
-        for g1, g2 in ((a1.grad, a2.grad), (b1.grad, b2.grad)):
-            torch.testing.assert_close(g1.cpu(), g2, rtol=1e-4, atol=1e-4 * float(g2.abs().max()))
+        _peer_parity(lambda x, y, t: NTXentLoss(temp)(x, y), lambda x, y, t: peer(temp)(x, y), a, b, temp, 2.5)
 
 
 @pytest.mark.parametrize("n,d", [(7, 20), (33, 3)])
@@ -159,16 +167,7 @@ def test_open_clip_parity(backend, device, n, d):
     (a, b), _ = _inputs(n, d, torch.float32, 6, device)
     a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
     for scale in (1.0, 14.3, 100.0):
-        a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
-        a2, b2 = a.cpu().clone().requires_grad_(), b.cpu().clone().requires_grad_()
-        s1 = torch.tensor(scale, device=device, requires_grad=True)
-        s2 = torch.tensor(scale, requires_grad=True)
-        ours, theirs = ClipLoss()(a1, b1, s1), peer()(a2, b2, s2)
-        torch.testing.assert_close(ours.cpu(), theirs, rtol=1e-5, atol=1e-6)
-        (ours * 0.3).backward()
-        (theirs * 0.3).backward()
-        for g1, g2 in ((a1.grad, a2.grad), (b1.grad, b2.grad), (s1.grad, s2.grad)):
-            torch.testing.assert_close(g1.cpu(), g2, rtol=1e-4, atol=1e-4 * max(float(g2.abs().max()), 1e-3))
+        _peer_parity(lambda x, y, s: ClipLoss()(x, y, s), lambda x, y, s: peer()(x, y, s), a, b, scale, 0.3)
 
 
 def test_peer_parity_odd_shape_cpu():

@@ -26,33 +26,45 @@ from fastrl._dispatch import interpreting, upcast_bf16_dot
 _NEG_INF = float("-inf")
 
 
+# a block of rows [BLOCK_M, BLOCK_D] of X (zero padded), upcast for the interpreter's bf16 dot
+@triton.jit
+def _load_rows(X, rows, dims, n_rows, D, stride, UPCAST: tl.constexpr):
+    x = tl.load(X + rows[:, None] * stride + dims[None, :],
+                mask=(rows[:, None] < n_rows) & (dims[None, :] < D), other=0.0)
+    if UPCAST:
+        x = x.to(tl.float32)
+    return x
+
+
+# one logit tile S = scale * a b^T of the columns n0.. (b returned for the dQ product);
+# invalid (padded or masked j == i + mask_off) entries are -inf
+@triton.jit
+def _logit_tile(a, B, n0, rows, dims, M, N, D, stride_b, scale, mask_off,
+                HAS_MASK: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, BLOCK_N: tl.constexpr):
+    cols = n0 + tl.arange(0, BLOCK_N)
+    b = _load_rows(B, cols, dims, N, D, stride_b, UPCAST)
+    s = tl.dot(a, tl.trans(b), input_precision=PREC) * scale
+    valid = (cols[None, :] < N) & (rows[:, None] < M)
+    if HAS_MASK:
+        valid = valid & (cols[None, :] != rows[:, None] + mask_off)
+    return tl.where(valid, s, _NEG_INF), b, cols, valid
+
+
 # S[i, j] = scale * <a_i, b_j>, masked where j == i + mask_off;
 # lse[i] = m_i + log(l_i) with m the running max and l the rescaled sum.
 @triton.jit
 def _lse_fwd_kernel(A, B, OUT, M, N, D, stride_a, stride_b, scale, mask_off,
                     HAS_MASK: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     dims = tl.arange(0, BLOCK_D)
     rmask = rows < M
-    a = tl.load(A + rows[:, None] * stride_a + dims[None, :],
-                mask=rmask[:, None] & (dims[None, :] < D), other=0.0)
-    if UPCAST:
-        a = a.to(tl.float32)
+    a = _load_rows(A, rows, dims, M, D, stride_a, UPCAST)
     m_i = tl.full([BLOCK_M], _NEG_INF, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     for n0 in range(0, N, BLOCK_N):
-        cols = n0 + tl.arange(0, BLOCK_N)
-        b = tl.load(B + cols[:, None] * stride_b + dims[None, :],
-                    mask=(cols[:, None] < N) & (dims[None, :] < D), other=0.0)
-        if UPCAST:
-            b = b.to(tl.float32)
-        s = tl.dot(a, tl.trans(b), input_precision=PREC) * scale
-        valid = (cols[None, :] < N) & rmask[:, None]
-        if HAS_MASK:
-            valid = valid & (cols[None, :] != rows[:, None] + mask_off)
-        s = tl.where(valid, s, _NEG_INF)
+        s, b, cols, valid = _logit_tile(a, B, n0, rows, dims, M, N, D, stride_b, scale, mask_off,
+                                        HAS_MASK, UPCAST, PREC, BLOCK_N)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == _NEG_INF, 0.0, m_new)
         l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(s - m_safe[:, None]), 1)
@@ -68,31 +80,19 @@ def _lse_bwd_kernel(A, B, OUT, LSE_R, G_R, LSE_C, G_C, M, N, D, stride_a, stride
                     HAS_ROW: tl.constexpr, HAS_COL: tl.constexpr, HAS_MASK: tl.constexpr,
                     UPCAST: tl.constexpr, PREC: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     dims = tl.arange(0, BLOCK_D)
     rmask = rows < M
-    a = tl.load(A + rows[:, None] * stride_a + dims[None, :],
-                mask=rmask[:, None] & (dims[None, :] < D), other=0.0)
-    if UPCAST:
-        a = a.to(tl.float32)
+    a = _load_rows(A, rows, dims, M, D, stride_a, UPCAST)
     if HAS_ROW:
         lr = tl.load(LSE_R + rows, mask=rmask, other=0.0)
         lr = tl.where(lr == _NEG_INF, 0.0, lr)
         gr = tl.load(G_R + rows, mask=rmask, other=0.0)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for n0 in range(0, N, BLOCK_N):
-        cols = n0 + tl.arange(0, BLOCK_N)
+        s, b, cols, valid = _logit_tile(a, B, n0, rows, dims, M, N, D, stride_b, scale, mask_off,
+                                        HAS_MASK, UPCAST, PREC, BLOCK_N)
         cmask = cols < N
-        b = tl.load(B + cols[:, None] * stride_b + dims[None, :],
-                    mask=cmask[:, None] & (dims[None, :] < D), other=0.0)
-        if UPCAST:
-            b = b.to(tl.float32)
-        s = tl.dot(a, tl.trans(b), input_precision=PREC) * scale
-        valid = cmask[None, :] & rmask[:, None]
-        if HAS_MASK:
-            valid = valid & (cols[None, :] != rows[:, None] + mask_off)
-        s = tl.where(valid, s, _NEG_INF)
         p = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
         if HAS_ROW:
             p += tl.exp(s - lr[:, None]) * gr[:, None]
@@ -109,14 +109,14 @@ def _lse_bwd_kernel(A, B, OUT, LSE_R, G_R, LSE_C, G_C, M, N, D, stride_a, stride
 
 def _configs():
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bm in (32, 64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3)]
+            for bm in (16, 32, 64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3)]
 
 
 def _prune(configs, named_args, **kwargs):
     # keep the A block and the accumulator within a register/shared budget
     bd = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
     kept = [c for c in configs if c.kwargs["BLOCK_M"] * bd <= 16384 and c.kwargs["BLOCK_N"] * bd <= 16384]
-    return kept or [c for c in configs if c.kwargs["BLOCK_M"] == 32 and c.kwargs["BLOCK_N"] == 32]
+    return kept or [c for c in configs if c.kwargs["BLOCK_M"] == 16 and c.kwargs["BLOCK_N"] == 32]
 
 
 _KEY = ["D", "HAS_MASK"]
@@ -126,6 +126,14 @@ _bwd_tuned = triton.autotune(_configs(), key=_KEY + ["HAS_ROW", "HAS_COL"],
 
 # fixed tiles under the interpreter (autotuning there would only cost time)
 _INTERP_BLOCK = 32
+
+
+def _launch(kernel, tuned, m: int, args, flags) -> None:
+    """One program per BLOCK_M rows: fixed tiles under the interpreter, autotuned on GPU."""
+    if interpreting():
+        kernel[(triton.cdiv(m, _INTERP_BLOCK),)](*args, **flags, BLOCK_M=_INTERP_BLOCK, BLOCK_N=_INTERP_BLOCK)
+    else:
+        tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)](*args, **flags)
 
 
 def _common(a: torch.Tensor):
@@ -144,11 +152,7 @@ def lse_rows(a: torch.Tensor, b: torch.Tensor, scale: float, mask_offset) -> tor
     args = (a, b, out, m, n, d, a.stride(0), b.stride(0), scale,
             0 if mask_offset is None else int(mask_offset))
     flags = dict(HAS_MASK=mask_offset is not None, UPCAST=upcast, PREC=prec, BLOCK_D=block_d)
-    if interpreting():
-        grid = (triton.cdiv(m, _INTERP_BLOCK),)
-        _lse_fwd_kernel[grid](*args, **flags, BLOCK_M=_INTERP_BLOCK, BLOCK_N=_INTERP_BLOCK)
-    else:
-        _fwd_tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)](*args, **flags)
+    _launch(_lse_fwd_kernel, _fwd_tuned, m, args, flags)
     return out
 
 
@@ -167,11 +171,7 @@ def grad_rows(a, b, scale: float, mask_offset, lse_r, g_r, lse_c, g_c) -> torch.
             0 if mask_offset is None else int(mask_offset))
     flags = dict(HAS_ROW=has_row, HAS_COL=has_col, HAS_MASK=mask_offset is not None,
                  UPCAST=upcast, PREC=prec, BLOCK_D=block_d)
-    if interpreting():
-        grid = (triton.cdiv(m, _INTERP_BLOCK),)
-        _lse_bwd_kernel[grid](*args, **flags, BLOCK_M=_INTERP_BLOCK, BLOCK_N=_INTERP_BLOCK)
-    else:
-        _bwd_tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)](*args, **flags)
+    _launch(_lse_bwd_kernel, _bwd_tuned, m, args, flags)
     return out
 
 
