@@ -29,7 +29,8 @@ _NEG_INF = float("-inf")
 # a block of rows [BLOCK_M, BLOCK_D] of X (zero padded), upcast for the interpreter's bf16 dot
 @triton.jit
 def _load_rows(X, rows, dims, n_rows, D, stride, UPCAST: tl.constexpr):
-    x = tl.load(X + rows[:, None] * stride + dims[None, :],
+    # 64-bit offsets: rows * stride passes 2^31 at N = 2M, D = 1024
+    x = tl.load(X + rows.to(tl.int64)[:, None] * stride + dims[None, :],
                 mask=(rows[:, None] < n_rows) & (dims[None, :] < D), other=0.0)
     if UPCAST:
         x = x.to(tl.float32)
@@ -103,7 +104,7 @@ def _lse_bwd_kernel(A, B, OUT, LSE_R, G_R, LSE_C, G_C, M, N, D, stride_a, stride
             p += tl.exp(s - lc[None, :]) * gc[None, :]
         p = tl.where(valid, p, 0.0)
         acc += tl.dot(p.to(b.dtype), b, input_precision=PREC)
-    tl.store(OUT + rows[:, None] * stride_o + dims[None, :], acc,
+    tl.store(OUT + rows.to(tl.int64)[:, None] * stride_o + dims[None, :], acc,
              mask=rmask[:, None] & (dims[None, :] < D))
 
 
