@@ -1,0 +1,289 @@
+"""Functional contrastive losses built on one shared LSE core.
+
+Every softmax cross-entropy loss here is ``mean_i (lse_i - pos_i)`` where
+``lse_i`` is the log-sum-exp of row i of ``scale * Q K^T`` (optionally
+masked, optionally merged with the LSE against a queue) and ``pos_i`` is the
+positive logit. The core (:func:`lse_core`) streams the N x N logits in
+tiles (Triton kernel on CUDA, chunked torch otherwise) and never stores
+them; positive logits and the queue merge are O(N D) torch ops.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fastrl import distributed as fdist
+from fastrl._dispatch import use_triton
+from fastrl._validation import check_choice, check_positive, check_same_dtype_device, check_tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False):
+    """Row (and column) log-sum-exp of ``scale * q k^T`` without the N x N matrix.
+
+    Parameters
+    ----------
+    q : torch.Tensor [M, D]
+    k : torch.Tensor [N, D]
+        Pass ``k is q`` with ``symmetric=True`` for the self-similarity case.
+    scale : torch.Tensor, 0-d
+        Multiplier of the logits (receives a gradient).
+    mask_offset : int, optional
+        Exclude the entries ``j == i + mask_offset``.
+    want_col : bool
+        Also return the column LSE [N].
+    symmetric : bool
+        ``k`` is ``q``: the backward needs one pass instead of two.
+
+    Returns
+    -------
+    (torch.Tensor [M], torch.Tensor [N] or None)
+        float32 (float64 for float64 inputs) row LSE and column LSE.
+    """
+    if use_triton(q, k) and q.dtype != torch.float64:
+        from .triton_kernels import TritonLSE as fn
+    else:
+        from .cpu import ChunkedLSE as fn
+    rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric))
+    return rlse, (clse if want_col else None)
+
+
+def _as_scale(value, name: str, like: torch.Tensor, *, invert: bool) -> torch.Tensor:
+    """A 0-d compute-dtype tensor for ``1/temperature`` or ``logit_scale``."""
+    check_positive(value, name)
+    cdt = torch.float64 if like.dtype == torch.float64 else torch.float32
+    if isinstance(value, torch.Tensor):
+        t = value.reshape(()).to(device=like.device, dtype=cdt)
+    else:
+        t = torch.tensor(float(value), device=like.device, dtype=cdt)
+    return 1.0 / t if invert else t
+
+
+def _check_pair(a, b, name_a: str, name_b: str) -> None:
+    check_tensor(a, name_a, ndim=2)
+    check_tensor(b, name_b, ndim=2)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} must have the same shape as {name_a} (matching N and D), "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    check_same_dtype_device(a, b, name_a, name_b)
+
+
+def _check_queue(queue, query) -> None:
+    check_tensor(queue, "queue", ndim=2)
+    if queue.shape[1] != query.shape[1]:
+        raise ValueError(f"queue must have D={query.shape[1]} columns like query, got shape {tuple(queue.shape)}")
+    if queue.device != query.device:
+        raise ValueError(f"queue must be on {query.device}, got {queue.device}")
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a_i, b_i> for every row, in the compute dtype (no [N, D] temporary)."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
+
+
+def _compute(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _gather(x: torch.Tensor, gather_distributed: bool):
+    """(all rows, offset of this rank's rows) with gradients through the gather."""
+    if gather_distributed and fdist.is_distributed():
+        return fdist.gather(x), fdist.gather_offset(x.shape[0], device=x.device)
+    return x, 0
+
+
+def info_nce(query, key, temperature=0.1, *, queue=None, normalize=True, reduction="mean",
+             gather_distributed=False):
+    """InfoNCE: the positive of ``query[i]`` is ``key[i]``; negatives are the
+    other keys and the rows of ``queue``.
+
+    Parameters
+    ----------
+    query, key : torch.Tensor [N, D]
+        fp32/fp16/bf16 (accumulated in fp32) or fp64.
+    temperature : float or 0-d torch.Tensor
+        > 0; a tensor that requires grad receives a gradient.
+    queue : torch.Tensor [K, D], optional
+        Extra negatives (MoCo memory bank), no gradient.
+    normalize : bool
+        L2-normalise query, key and queue first.
+    reduction : {"mean", "sum", "none"}
+    gather_distributed : bool
+        Gather keys from all ranks (with gradients); each rank keeps its rows.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d loss, or [N] per-row losses for ``reduction="none"``.
+    """
+    _check_pair(query, key, "query", "key")
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if queue is not None:
+        _check_queue(queue, query)
+    scale = _as_scale(temperature, "temperature", query, invert=True)
+    if normalize:
+        query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
+    keys, _ = _gather(key, gather_distributed)
+    lse, _ = lse_core(query, keys, scale)
+    if queue is not None:
+        queue = queue.detach().to(query.dtype)
+        if normalize:
+            queue = F.normalize(queue, dim=1)
+        lse = torch.logaddexp(lse, lse_core(query, queue, scale)[0])
+    pos = scale * _rowdot(_compute(query), _compute(key))
+    return _reduce(lse - pos, reduction)
+
+
+def moco_loss(query, key, queue, temperature=0.2, *, normalize=True, reduction="mean"):
+    """MoCo loss (lightly ``NTXentLoss`` with a memory bank): the positive of
+    ``query[i]`` is ``key[i]``, the negatives are only the ``queue`` rows.
+
+    Parameters
+    ----------
+    query, key : torch.Tensor [N, D]
+    queue : torch.Tensor [K, D]
+        Negatives (no gradient).
+    temperature : float or 0-d torch.Tensor
+    normalize : bool
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    _check_pair(query, key, "query", "key")
+    check_choice(reduction, "reduction", REDUCTIONS)
+    _check_queue(queue, query)
+    scale = _as_scale(temperature, "temperature", query, invert=True)
+    queue = queue.detach().to(query.dtype)
+    if normalize:
+        query, key, queue = F.normalize(query, dim=1), F.normalize(key, dim=1), F.normalize(queue, dim=1)
+    pos = scale * _rowdot(_compute(query), _compute(key))
+    lse = torch.logaddexp(pos, lse_core(query, queue, scale)[0])
+    return _reduce(lse - pos, reduction)
+
+
+def nt_xent(z1, z2, temperature=0.5, *, normalize=True, gather_distributed=False):
+    """SimCLR NT-Xent over the 2N views, equal to lightly's ``NTXentLoss(temperature)``.
+
+    Row i of ``Z = [z1; z2]`` has the positive ``Z[(i + N) mod 2N]`` and the
+    other 2N - 2 rows as negatives (self-similarity masked).
+
+    Parameters
+    ----------
+    z1, z2 : torch.Tensor [N, D]
+    temperature : float or 0-d torch.Tensor
+    normalize : bool
+    gather_distributed : bool
+        Negatives from all ranks (with gradients).
+
+    Returns
+    -------
+    torch.Tensor, 0-d
+    """
+    _check_pair(z1, z2, "z1", "z2")
+    scale = _as_scale(temperature, "temperature", z1, invert=True)
+    n = z1.shape[0]
+    if normalize:
+        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    z = torch.cat([z1, z2], dim=0)
+    keys, offset = _gather(z, gather_distributed)
+    # rank blocks of the gathered keys are [z1_r; z2_r]: self at i + offset
+    lse, _ = lse_core(z, keys, scale, mask_offset=offset, symmetric=keys is z)
+    pos = scale * _rowdot(_compute(z1), _compute(z2))
+    # per-row differences first: lse and pos are large and nearly cancel
+    return (lse.view(2, n) - pos).mean()
+
+
+def clip_loss(image_features, text_features, logit_scale, logit_bias=None, *, gather_distributed=False):
+    """open_clip ``ClipLoss``: mean of the image->text and text->image cross-entropies.
+
+    Parameters
+    ----------
+    image_features, text_features : torch.Tensor [N, D]
+        Used as given (open_clip normalises in the model).
+    logit_scale : float or 0-d torch.Tensor
+        The multiplier (already exponentiated), > 0; receives a gradient.
+    logit_bias : float or 0-d torch.Tensor, optional
+        Added to every logit (it cancels in the cross-entropy).
+    gather_distributed : bool
+        open_clip ``local_loss=True, gather_with_grad=True`` layout.
+
+    Returns
+    -------
+    torch.Tensor, 0-d
+    """
+    _check_pair(image_features, text_features, "image_features", "text_features")
+    scale = _as_scale(logit_scale, "logit_scale", image_features, invert=False)
+    n = image_features.shape[0]
+    if gather_distributed and fdist.is_distributed():
+        # each rank: its own rows against all keys, both directions
+        lse_i, _ = lse_core(image_features, _gather(text_features, True)[0], scale)
+        lse_t, _ = lse_core(text_features, _gather(image_features, True)[0], scale)
+    else:
+        lse_i, lse_t = lse_core(image_features, text_features, scale, want_col=True)
+    pos = scale * _rowdot(_compute(image_features), _compute(text_features))
+    # a logit bias shifts every logit, positives included: it cancels exactly
+    loss = ((lse_i - pos) + (lse_t - pos)).mean() / 2
+    if logit_bias is not None:
+        bias = logit_bias if isinstance(logit_bias, torch.Tensor) else torch.tensor(float(logit_bias))
+        if not bool(torch.isfinite(bias).all()):
+            raise ValueError("logit_bias must be finite")
+        loss = loss + 0.0 * bias.to(loss)
+    return loss
+
+
+def alignment(x, y, alpha=2):
+    """Alignment loss of Wang & Isola: ``mean_i ||x_i - y_i||^alpha``.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor [N, D]
+    alpha : float, > 0
+
+    Returns
+    -------
+    torch.Tensor, 0-d
+    """
+    _check_pair(x, y, "x", "y")
+    check_positive(alpha, "alpha", allow_tensor=False)
+    return (x - y).norm(dim=1).pow(alpha).mean()
+
+
+def uniformity(x, t=2):
+    """Uniformity loss of Wang & Isola: ``log mean_{i<j} exp(-t ||x_i - x_j||^2)``.
+
+    Tiled: with ``a_ij = 2t x_i.x_j - t|x_i|^2 - t|x_j|^2`` the loss is
+    ``LSE_{i != j} a_ij - log(N (N - 1))``; the per-row LSE comes from the
+    core on the augmented rows ``[x_i, 1]`` and ``[x_j, -|x_j|^2 / 2]``.
+
+    Parameters
+    ----------
+    x : torch.Tensor [N, D], N >= 2
+    t : float, > 0
+
+    Returns
+    -------
+    torch.Tensor, 0-d
+    """
+    check_tensor(x, "x", ndim=2, min_rows=2)
+    check_positive(t, "t", allow_tensor=False)
+    xc = _compute(x)
+    sq = (xc * xc).sum(1, keepdim=True)
+    q = torch.cat([xc, torch.ones_like(sq)], dim=1)
+    k = torch.cat([xc, -0.5 * sq], dim=1)
+    scale = torch.tensor(2.0 * float(t), dtype=xc.dtype, device=x.device)
+    lse, _ = lse_core(q, k, scale, mask_offset=0)
+    n = x.shape[0]
+    return torch.logsumexp(lse - float(t) * sq.reshape(-1), dim=0) - math.log(n * (n - 1))

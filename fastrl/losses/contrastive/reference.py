@@ -1,0 +1,116 @@
+"""Naive references for the contrastive losses: the full N x N logits in
+plain torch (use float64 inputs for exact references). They reproduce the
+formulas of lightly's ``NTXentLoss`` and open_clip's ``ClipLoss`` and are
+used by the tests; they need O(N^2) memory."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce_reference(query, key, temperature=0.1, queue=None, normalize=True, reduction="mean"):
+    """InfoNCE: row i of ``query`` [N, D] has positive ``key[i]``; negatives are
+    the other keys and the rows of ``queue`` [K, D]."""
+    if normalize:
+        query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
+        queue = F.normalize(queue, dim=1) if queue is not None else None
+    logits = query @ key.T
+    if queue is not None:
+        logits = torch.cat([logits, query @ queue.T], dim=1)
+    logits = logits / temperature
+    labels = torch.arange(query.shape[0], device=query.device)
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def nt_xent_reference(z1, z2, temperature=0.5, normalize=True):
+    """SimCLR NT-Xent over the 2N views (lightly ``NTXentLoss``, no memory bank)."""
+    z = torch.cat([z1, z2], dim=0)
+    if normalize:
+        z = F.normalize(z, dim=1)
+    n = z1.shape[0]
+    logits = (z @ z.T) / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    labels = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
+    return F.cross_entropy(logits, labels)
+
+
+def clip_loss_reference(image_features, text_features, logit_scale, logit_bias=None):
+    """open_clip ``ClipLoss``: mean of image->text and text->image cross-entropies."""
+    logits = logit_scale * image_features @ text_features.T
+    if logit_bias is not None:
+        logits = logits + logit_bias
+    labels = torch.arange(image_features.shape[0], device=image_features.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def moco_reference(query, key, queue, temperature=0.2, normalize=True):
+    """MoCo / lightly ``NTXentLoss(memory_bank_size>0)``: positive ``key[i]``,
+    negatives only the queue rows."""
+    if normalize:
+        query, key, queue = (F.normalize(t, dim=1) for t in (query, key, queue))
+    pos = (query * key).sum(1, keepdim=True)
+    logits = torch.cat([pos, query @ queue.T], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(query.shape[0], dtype=torch.long, device=query.device))
+
+
+def alignment_reference(x, y, alpha=2):
+    """Wang & Isola alignment: mean ||x_i - y_i||^alpha."""
+    return (x - y).norm(dim=1).pow(alpha).mean()
+
+
+def uniformity_reference(x, t=2):
+    """Wang & Isola uniformity: log mean_{i<j} exp(-t ||x_i - x_j||^2)."""
+    return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
+
+
+def _load_module_file(package: str, relpath: str, stubs: tuple = ()):
+    """Import ``package/relpath`` without running ``package/__init__.py``
+    (lightly's and open_clip's package imports pull in torchvision)."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    root = os.path.dirname(spec.origin)
+    parts = relpath[:-3].split("/")
+    for i in range(len(parts)):  # parent packages as bare namespaces
+        name = ".".join([package] + parts[:i])
+        if name not in sys.modules:
+            mod = types.ModuleType(name)
+            mod.__path__ = [os.path.join(root, *parts[:i])]
+            sys.modules[name] = mod
+    for name, attrs in stubs:  # modules only needed by code paths we never run
+        sys.modules.setdefault(name, types.ModuleType(name))
+        for key, value in attrs.items():
+            setattr(sys.modules[name], key, value)
+    return importlib.import_module(".".join([package] + parts))
+
+
+def load_peer(name: str):
+    """The peer loss class: ``"lightly"`` -> ``NTXentLoss``, ``"open_clip"`` ->
+    ``ClipLoss``; None when the package is not installed or cannot load.
+    Used by the tests and benchmarks only."""
+    try:
+        if name == "lightly":
+            try:
+                from lightly.loss import NTXentLoss
+            except Exception:
+                # lightly.models.utils (torchvision) is only used with a distributed memory bank
+                mod = _load_module_file("lightly", "loss/ntx_ent_loss.py",
+                                        stubs=(("lightly.models.utils", {}),))
+                NTXentLoss = mod.NTXentLoss if mod is not None else None
+            return NTXentLoss
+        if name == "open_clip":
+            try:
+                from open_clip.loss import ClipLoss
+            except Exception:
+                mod = _load_module_file("open_clip", "loss.py")
+                ClipLoss = mod.ClipLoss if mod is not None else None
+            return ClipLoss
+    except Exception:
+        return None
+    raise ValueError(f"unknown peer {name!r}")
