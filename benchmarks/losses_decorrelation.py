@@ -127,7 +127,11 @@ def run(args=None) -> dict:
     """
     import fastrl
 
-    sizes = _parse_sizes(getattr(args, "sizes", None)) or SIZES
+    raw = getattr(args, "sizes", None)
+    if raw and all(isinstance(v, int) for v in raw):  # bench_losses.py: --sizes N,... x --dims D,...
+        dims = getattr(args, "dims", None) or sorted({d for _, d in SIZES})
+        raw = [(n, d) for n in raw for d in dims]
+    sizes = _parse_sizes(raw) or SIZES
     repeat = int(getattr(args, "repeat", None) or 3)
     families = getattr(args, "families", None) or ["barlow", "vicreg", "negcos"]
     if isinstance(families, str):
