@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `fastrl --help` lists them.
-_COMMANDS = ["fastrl.cli.knn"]
+_COMMANDS = ["fastrl.cli.knn", "fastrl.cli.embed"]
 
 
 def build_parser() -> argparse.ArgumentParser:
