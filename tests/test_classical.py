@@ -143,10 +143,24 @@ def test_laplacian_heat_width_and_affinity(rng):
     assert tb is None and set(np.unique(Wb.data)) <= {0.5, 1.0}
 
 
-def test_laplacian_disconnected_graph_raises(rng):
-    X = np.vstack([rng.standard_normal((40, 3)), rng.standard_normal((40, 3)) + 100.0])
+def test_laplacian_disconnected_graph(rng):
+    from scipy.sparse.csgraph import connected_components
+    X = np.vstack([rng.standard_normal((40, 3)) + 100.0 * i for i in range(4)])
+    y = np.repeat(np.arange(4), 40)
     with pytest.raises(ValueError, match="disconnected"):
-        LaplacianEigenmaps(2, n_neighbors=5).fit(X)
+        LaplacianEigenmaps(2, n_neighbors=5, disconnected="raise").fit(X)
+    with pytest.raises(ValueError, match="disconnected"):
+        spectral_embedding(knn_affinity(X, 5)[0], 2)
+    with pytest.warns(UserWarning, match="4 connected components"):
+        le = LaplacianEigenmaps(2, n_neighbors=5).fit(X)
+    assert connected_components(le.affinity_matrix_)[0] == 1
+    E = le.embedding_
+    assert np.isfinite(E).all()
+    # the components stay apart: clusters are tight relative to the gaps between them
+    centers = np.array([E[y == c].mean(0) for c in range(4)])
+    spread = max(np.linalg.norm(E[y == c] - centers[c], axis=1).max() for c in range(4))
+    gaps = np.linalg.norm(centers[:, None] - centers[None], axis=-1)[np.triu_indices(4, 1)]
+    assert gaps.min() > 2 * spread
 
 
 def test_laplacian_bad_input(rng):
@@ -157,6 +171,8 @@ def test_laplacian_bad_input(rng):
         LaplacianEigenmaps(n_neighbors=12).fit(X)
     with pytest.raises(ValueError, match="weights"):
         LaplacianEigenmaps(weights="gauss").fit(X)
+    with pytest.raises(ValueError, match="disconnected"):
+        LaplacianEigenmaps(disconnected="ignore").fit(X)
     with pytest.raises(ValueError, match="t must be > 0"):
         LaplacianEigenmaps(t=-1.0).fit(X)
     with pytest.raises(ValueError, match="symmetric"):

@@ -1,6 +1,8 @@
 """Laplacian eigenmaps (Belkin & Niyogi 2003) on fastrl's kNN graph."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import eigh
@@ -11,6 +13,7 @@ from fastrl._validation import as_float_array, check_choice, check_int, check_po
 from fastrl.manifold.classical._utils import check_n_components, sign_flip
 
 WEIGHTS = ("heat", "binary")
+DISCONNECTED = ("connect", "raise")
 EIGEN_SOLVERS = ("auto", "dense", "arpack", "lobpcg")
 
 
@@ -63,6 +66,39 @@ def knn_affinity(X, n_neighbors: int = 10, *, weights: str = "heat", t="auto", m
     rows = np.repeat(np.arange(n), k)
     W = sp.csr_matrix((vals.ravel(), (rows, idx.ravel())), shape=(n, n))
     return ((W + W.T) * 0.5).tocsr(), t
+
+
+def connect_components(X, W: sp.csr_matrix, *, metric: str = "euclidean", n_jobs=None):
+    """Join the connected components of the graph ``W`` on points ``X``.
+
+    Borůvka-style passes: each component is linked to its nearest point
+    outside it (exact kNN query) by an edge whose weight is the smallest
+    weight of the graph, until one component remains.
+
+    Returns
+    -------
+    W : scipy.sparse.csr_matrix, shape (N, N)
+    n_components : int
+        The number of components before joining.
+    """
+    from fastrl.neighbors import knn_query
+
+    n_comp, labels = connected_components(W, directed=False)
+    first, count = n_comp, n_comp
+    w_min = float(W.data[W.data > 0].min()) if W.nnz else 1.0
+    while count > 1:
+        rows, cols = [], []
+        for c in range(count):
+            inside = np.flatnonzero(labels == c)
+            outside = np.flatnonzero(labels != c)
+            idx, dist = knn_query(X[outside], X[inside], 1, metric=metric, n_jobs=n_jobs)
+            best = int(np.argmin(dist[:, 0]))
+            rows.append(inside[best])
+            cols.append(outside[idx[best, 0]])
+        B = sp.csr_matrix((np.full(len(rows), w_min), (rows, cols)), shape=W.shape)
+        W = W.maximum(B).maximum(B.T).tocsr()
+        count, labels = connected_components(W, directed=False)
+    return W, first
 
 
 def _smallest_generalized(W: sp.csr_matrix, m: int, solver: str, tol: float, seed: int):
@@ -169,6 +205,11 @@ class LaplacianEigenmaps:
     t : float or "auto"
         Heat-kernel width (``"auto"``: median squared neighbour distance).
     metric : {"euclidean", "cosine"}
+    disconnected : {"connect", "raise"}
+        A disconnected kNN graph has one zero eigenvalue per component, and
+        its eigenmap only separates components. ``"connect"`` (default) warns
+        and links each component to its nearest other one (see
+        :func:`connect_components`); ``"raise"`` raises ``ValueError``.
     eigen_solver : {"auto", "dense", "arpack", "lobpcg"}
     tol : float
     random_state : int, optional
@@ -184,13 +225,14 @@ class LaplacianEigenmaps:
     """
 
     def __init__(self, n_components: int = 2, n_neighbors: int = 10, weights: str = "heat", t="auto", *,
-                 metric: str = "euclidean", eigen_solver: str = "auto", tol: float = 1e-6,
-                 random_state: int | None = 0, n_jobs=None):
+                 metric: str = "euclidean", disconnected: str = "connect", eigen_solver: str = "auto",
+                 tol: float = 1e-6, random_state: int | None = 0, n_jobs=None):
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.t = t
         self.metric = metric
+        self.disconnected = disconnected
         self.eigen_solver = eigen_solver
         self.tol = tol
         self.random_state = random_state
@@ -198,10 +240,18 @@ class LaplacianEigenmaps:
 
     def fit(self, X, y=None):
         """Build the graph of ``X`` (N, D) and solve for the embedding."""
+        check_choice(self.disconnected, "disconnected", DISCONNECTED)
         A = as_float_array(X, "X")
         check_n_components(self.n_components, A.shape[0] - 1, what="N - 1")
-        self.affinity_matrix_, self.t_ = knn_affinity(A, self.n_neighbors, weights=self.weights, t=self.t,
-                                                      metric=self.metric, n_jobs=self.n_jobs)
+        W, self.t_ = knn_affinity(A, self.n_neighbors, weights=self.weights, t=self.t,
+                                  metric=self.metric, n_jobs=self.n_jobs)
+        if self.disconnected == "connect":
+            W, n_comp = connect_components(A, W, metric=self.metric, n_jobs=self.n_jobs)
+            if n_comp > 1:
+                warnings.warn(f"LaplacianEigenmaps: the {self.n_neighbors}-NN graph has {n_comp} connected "
+                              "components; each was linked to its nearest other one (disconnected='raise' "
+                              "raises instead; a larger n_neighbors may connect it)", UserWarning, stacklevel=2)
+        self.affinity_matrix_ = W
         self.embedding_, self.eigenvalues_ = spectral_embedding(
             self.affinity_matrix_, self.n_components, eigen_solver=self.eigen_solver, tol=self.tol,
             random_state=self.random_state)
