@@ -111,7 +111,10 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter="auto", n_over
     elif chosen == "covariance":
         # eigh of X_c^T X_c in float64: the small D x D problem is cheap and exact
         C = (Xc.T @ Xc).double()
-        evals, evecs = torch.linalg.eigh(C)
+        if C.is_cuda:
+            evals, evecs = torch.linalg.eigh(C)
+        else:  # numpy's LAPACK is far quicker than torch's here on small, busy CPUs
+            evals, evecs = (torch.from_numpy(a) for a in np.linalg.eigh(C.numpy()))
         evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
         Vh = evecs.T.to(T.dtype)
         var = evals.clamp_min(0).to(T.dtype) / max(n - 1, 1)
