@@ -62,3 +62,56 @@ def embedding(E, labels=None, path=None, *, title=None, ax=None, s=None, alpha=0
     if path is not None:
         fig.savefig(path, dpi=150, bbox_inches="tight")
     return fig
+
+
+def compare(embeddings: dict, labels=None, path=None, *, ncols: int | None = None, panel_size: float = 4.0,
+            s=None, alpha=0.8, suptitle=None):
+    """Several 2-D embeddings side by side, one panel per method, one shared legend.
+
+    Parameters
+    ----------
+    embeddings : dict of str -> array-like, shape (N_m, 2)
+        Panel title -> embedding. Panels keep the dict's order.
+    labels : array-like, shape (N,), or dict of str -> array-like, optional
+        One label vector for all panels, or one per panel (for embeddings of
+        different subsets).
+    path : str, optional
+        Save the figure here.
+    ncols : int, optional
+        Panels per row (default: up to 4).
+    panel_size : float
+        Inches per panel.
+    s : float, optional
+        Marker size (default: shrinks with N, see :func:`embedding`).
+    alpha : float
+    suptitle : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not isinstance(embeddings, dict) or not embeddings:
+        raise ValueError("embeddings must be a non-empty dict of name -> (N, 2) array")
+    names = list(embeddings)
+    ncols = min(len(names), 4) if ncols is None else max(1, int(ncols))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        lab = labels.get(name) if isinstance(labels, dict) else labels
+        embedding(embeddings[name], lab, ax=ax, title=name, s=s, alpha=alpha, legend=False)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    handles, texts = axes.ravel()[0].get_legend_handles_labels()
+    if handles and len(handles) <= 20:
+        fig.legend(handles, texts, loc="center right", markerscale=4.0, fontsize=9, frameon=False)
+        fig.subplots_adjust(right=0.92)
+    if suptitle:
+        fig.suptitle(suptitle)
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig

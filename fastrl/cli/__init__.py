@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `fastrl --help` lists them.
-_COMMANDS = ["fastrl.cli.knn", "fastrl.cli.tsne"]
+_COMMANDS = ["fastrl.cli.tsne", "fastrl.cli.embed", "fastrl.cli.knn"]
 
 
 def build_parser() -> argparse.ArgumentParser:
