@@ -27,10 +27,9 @@ def recall(idx, ref, k):
 
 
 def pca50(X):
-    """PCA to 50 dims (float64 SVD of the covariance: exact and quick at D=784)."""
-    Xc = X.astype(np.float64) - X.mean(0)
-    _, vecs = np.linalg.eigh(Xc.T @ Xc)
-    return np.ascontiguousarray(Xc @ vecs[:, ::-1][:, :50], dtype=np.float32)
+    """PCA to 50 dims (the same reduction `fastrl tsne` applies)."""
+    from fastrl.cli.tsne import pca_reduce
+    return np.ascontiguousarray(pca_reduce(X, 50))
 
 
 def run_case(name, fn, repeat):

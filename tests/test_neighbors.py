@@ -176,10 +176,8 @@ def test_torch_path_matches_reference(rng, metric):
 @pytest.mark.slow
 def test_approx_recall_mnist_pca50(mnist):
     """Acceptance: NN-descent recall@15 >= 0.98 on MNIST 70k reduced to 50 dims."""
-    X = mnist[0].astype(np.float64)
-    X -= X.mean(0)
-    _, vecs = np.linalg.eigh(X.T @ X)
-    P = np.ascontiguousarray(X @ vecs[:, ::-1][:, :50], dtype=np.float32)
+    from fastrl.cli.tsne import pca_reduce
+    P = np.ascontiguousarray(pca_reduce(mnist[0], 50))
     exact, _ = knn_graph(P, 15, method="exact")
     approx, _ = knn_graph(P, 15, method="approx", random_state=0)
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])

@@ -24,9 +24,8 @@ def add_parser(sub) -> None:
 
 def pca_reduce(X: np.ndarray, n_components: int = 50) -> np.ndarray:
     """Project ``X`` onto its top principal components (float32)."""
-    Xc = X.astype(np.float64) - X.mean(0, dtype=np.float64)
-    vals, vecs = np.linalg.eigh(Xc.T @ Xc)
-    return (Xc @ vecs[:, ::-1][:, :n_components]).astype(np.float32)
+    from fastrl.manifold.classical import pca
+    return pca(np.asarray(X, dtype=np.float64), n_components, method="covariance").astype(np.float32)
 
 
 def run(args) -> int:

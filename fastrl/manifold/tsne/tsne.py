@@ -30,15 +30,12 @@ def pca_init(X: np.ndarray, n_components: int, std: float = 1e-4) -> np.ndarray:
     -------
     ndarray of float64, shape (N, n_components)
     """
-    Xc = X.astype(np.float64) - X.mean(0, dtype=np.float64)
-    C = Xc.T @ Xc
-    vals, vecs = np.linalg.eigh(C)
-    V = vecs[:, ::-1][:, :n_components]
-    if V.shape[1] < n_components:  # D < n_components: pad with zeros
-        V = np.pad(V, ((0, 0), (0, n_components - V.shape[1])))
-    signs = np.sign(V[np.abs(V).argmax(0), np.arange(V.shape[1])])
-    V = V * np.where(signs == 0, 1.0, signs)
-    E = Xc @ V
+    from fastrl.manifold.classical import pca
+    X = np.asarray(X, dtype=np.float64)
+    k = min(n_components, *X.shape)
+    E = pca(X, k, method="covariance")
+    if k < n_components:  # D < n_components: pad with zeros
+        E = np.pad(E, ((0, 0), (0, n_components - k)))
     s = E[:, 0].std()
     return np.ascontiguousarray(E / (s if s > 0 else 1.0) * std)
 
