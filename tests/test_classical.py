@@ -94,11 +94,13 @@ def test_cmds_bad_input(rng):
 
 
 def test_cmds_warns_on_non_euclidean():
-    # d(0, 2) > d(0, 1) + d(1, 2) breaks the triangle inequality: no Euclidean embedding
-    D = np.array([[0, 1, 3, 1.5], [1, 0, 1, 1.5], [3, 1, 0, 1.5], [1.5, 1.5, 1.5, 0]])
-    with pytest.warns(UserWarning, match="negative"):
-        E = classical_mds(D, n_components=3)
-    assert np.isfinite(E).all()
+    # a 5-cycle with d = 1 to neighbours and 4 across breaks the triangle inequality; the
+    # eigenvalues of -1/2 J D^2 J are 12.6 (x2), 0 (the constant vector), -4.1 (x2), so the
+    # top 4 hold one clearly negative eigenvalue
+    D = np.array([[0, 1, 4, 4, 1], [1, 0, 1, 4, 4], [4, 1, 0, 1, 4], [4, 4, 1, 0, 1], [1, 4, 4, 1, 0.0]])
+    with pytest.warns(UserWarning, match="1 of the top 4 eigenvalues are negative"):
+        E = classical_mds(D, n_components=4)
+    assert np.isfinite(E).all() and np.all(E[:, 3] == 0)
 
 
 # ----------------------------------------------------------------------------- Laplacian eigenmaps
