@@ -44,7 +44,7 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
     Parameters
     ----------
     z : torch.Tensor
-        [N, D] (or [..., D], flattened over the leading dims) encoder outputs.
+        [N, D] (or [..., D], flattened over the leading dims) encoder outputs; D >= 1.
     codebook : torch.Tensor
         [K, D] code vectors, same dtype and device as ``z``.
     block_n, block_k : int
@@ -66,6 +66,8 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
     check_same_dtype_device(z, codebook, "z", "codebook")
     if z.shape[-1] != codebook.shape[1]:
         raise ValueError(f"z has dimension {z.shape[-1]} but codebook rows have {codebook.shape[1]}")
+    if codebook.shape[1] == 0:
+        raise ValueError(f"z and codebook need a dimension D >= 1, got D = 0 (codebook shape {tuple(codebook.shape)})")
     block_k = check_int(block_k, "block_k", low=1)
     if block_n is not None:
         block_n = check_int(block_n, "block_n", low=1)
