@@ -273,6 +273,10 @@ def test_vq_nearest_bad_input():
     with pytest.raises(ValueError, match="codebook must be 2-D"):
         vq_nearest(z, cb[0])
     assert vq_nearest(torch.empty(0, 4), cb).shape == (0,)
+    with pytest.raises(TypeError, match="z must be real-valued"):
+        vq_nearest(z.to(torch.complex64), cb)
+    with pytest.raises(TypeError, match="codebook must be real-valued"):
+        vq_nearest(z, cb.to(torch.complex64))
     for zz, cc in ((torch.randn(5, 0), torch.randn(3, 0)), (torch.empty(0, 0), torch.randn(3, 0))):
         with pytest.raises(ValueError, match="D >= 1"):
             vq_nearest(zz, cc)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fastrl._dispatch import use_triton
-from fastrl._validation import check_int, check_same_dtype_device, check_tensor
+from fastrl._validation import check_int, check_real, check_same_dtype_device, check_tensor
 
 
 def _cpu_nearest(z: torch.Tensor, codebook: torch.Tensor, cn: torch.Tensor, block_n: int | None, block_k: int):
@@ -59,6 +59,8 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
         float64 input on the CPU path); equal codes in different tiles may
         round differently, so exact ties are resolved up to that rounding.
     """
+    check_real(z, "z")
+    check_real(codebook, "codebook")
     check_tensor(z, "z", dtypes=None, finite=True, min_rows=0)
     if z.dim() < 1 or not z.is_floating_point():
         raise ValueError(f"z must be a floating tensor [..., D], got {z.dtype} of shape {tuple(z.shape)}")
