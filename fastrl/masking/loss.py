@@ -56,8 +56,8 @@ def _check_mask_values(mask):
         raise ValueError(f"mask must be >= 0 (1 = removed, 0 = kept; other values weight a patch), got {low}")
 
 
-def _raise_nonfinite(pred, imgs):
-    """Name the argument that holds a NaN/inf (after a kernel flagged one)."""
+def _check_finite(pred, imgs):
+    """Raise, naming the argument, if pred or imgs holds a NaN/inf (the Triton and torch paths)."""
     check_tensor(pred, "pred", dtypes=None)
     check_tensor(imgs, "imgs", dtypes=None)
 
@@ -100,7 +100,7 @@ class _MAELoss(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         if use_triton(pred, imgs, mask):
             from fastrl.masking import triton_kernels as tk
-            _raise_nonfinite(pred, imgs)
+            _check_finite(pred, imgs)
             weight = mask.detach().to(torch.float32).contiguous()
             rowloss, grad = tk.mae_loss_fwd(imgs.detach(), pred.detach(), weight, p, norm, need_grad)
         elif pred.device.type == "cpu":
@@ -111,7 +111,7 @@ class _MAELoss(torch.autograd.Function):
             weight = torch.from_numpy(np.ascontiguousarray(m.numpy(), dtype=np.float64))
             rowloss, grad = _cpu_fwd(pred, imgs, weight, p, norm, need_grad)
         else:
-            _raise_nonfinite(pred, imgs)
+            _check_finite(pred, imgs)
             weight = mask.detach().to(torch.float32)
             rowloss, grad = _torch_fwd(pred, imgs, weight, p, norm, need_grad)
         wsum = weight.sum()
