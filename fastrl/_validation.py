@@ -137,3 +137,62 @@ def as_float_array(X, name: str, *, ndim: int = 2, min_rows: int = 1, dtype=np.f
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf")
     return arr
+
+
+def check_real(x, name: str):
+    """Raise ``TypeError`` when ``x`` (a tensor or array) is complex: fastrl ops are real-valued and a
+    silent cast would drop the imaginary part. Returns ``x`` unchanged."""
+    dtype = getattr(x, "dtype", None)
+    complex_ = (x.is_complex() if isinstance(x, torch.Tensor)
+                else dtype is not None and np.issubdtype(np.dtype(dtype), np.complexfloating))
+    if complex_:
+        raise TypeError(f"{name} must be real-valued, got complex dtype {dtype}")
+    return x
+
+
+def check_device(device, name: str = "device"):
+    """Validate a ``device`` argument before any work starts.
+
+    Parameters
+    ----------
+    device : str, torch.device, int or None
+        A torch device spec (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``torch.device(...)``, a CUDA index).
+    name : str
+        The argument name used in error messages.
+
+    Returns
+    -------
+    torch.device or None
+        The parsed device (``None`` passes through).
+
+    Raises
+    ------
+    TypeError
+        ``device`` is not a str, torch.device or int.
+    ValueError
+        Not a device name, or a device this machine lacks (e.g. ``"cuda"`` on a CPU-only build).
+    """
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, numbers.Integral)):
+        raise TypeError(f"{name} must be a str or torch.device such as 'cpu' or 'cuda', got {type(device).__name__}")
+    try:
+        dev = torch.device(int(device) if isinstance(device, numbers.Integral) else device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}") from exc
+    if dev.type in ("cpu", "meta"):
+        return dev
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"{name}={str(device)!r} needs CUDA, but this torch build has no CUDA device "
+                             f"(torch.cuda.is_available() is False); use 'cpu'")
+        if dev.index is not None and not 0 <= dev.index < n:
+            raise ValueError(f"{name} index must be in [0, {n - 1}] on this machine, got {dev.index}")
+        return dev
+    backend = getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ValueError(f"{name}={str(device)!r} is not available on this machine; use 'cpu'"
+                         + (" or 'cuda'" if torch.cuda.is_available() else ""))
+    return dev

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,23 +20,63 @@ def _within(count, n, p, sigmas=5.0):
 
 # ---------------------------------------------------------------- BERT
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
-def test_bert_mask_backends_agree(backend, device, dtype):
+def test_bert_mask_equals_numpy_reference_of_the_stream(backend, device, dtype):
+    # oracle: the 80/10/10 rule re-implemented in vectorised numpy from the stream's
+    # definition (fastrl.masking.reference.bert_mask_hashed), keys from the same seed
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 500, (4, 37), generator=g).to(dtype)
     special = torch.zeros(4, 37, dtype=torch.bool)
     special[:, 0] = special[:, -1] = True
     out, labels = bert_mask(ids.to(device), 500, 3, 0.3, special_tokens_mask=special.to(device),
                             generator=torch.Generator().manual_seed(11))
-    with use_backend("cpu"):
-        ref_out, ref_labels = bert_mask(ids, 500, 3, 0.3, special_tokens_mask=special,
-                                        generator=torch.Generator().manual_seed(11))
+    k0, k1 = draw_keys(2, torch.Generator().manual_seed(11))
+    ref_out, ref_labels = R.bert_mask_hashed(ids, 500, 3, 0.3, special, k0, k1)
     assert out.dtype == dtype and labels.dtype == dtype and out.shape == ids.shape
     assert torch.equal(out.cpu(), ref_out) and torch.equal(labels.cpu(), ref_labels)
     sel = labels.cpu() != -100
-    assert sel.any()
+    assert sel.any() and (out.cpu() == 3).any() and ((out.cpu() != 3) & sel).any()
     assert torch.equal(labels.cpu()[sel], ids[sel])
     assert torch.equal(out.cpu()[~sel], ids[~sel])
     assert not sel[special].any()
+
+
+def test_bert_mask_numpy_reference_hash_matches_rng_definition():
+    # the vectorised mixer of the reference agrees with the scalar definition in _rng
+    from fastrl.masking._rng import hash_u32
+    k0, k1 = 0x9E3779B9, 0x7F4A7C15
+    c = np.array([0, 1, 2, 3, 1000, 2**31, 2**32 - 1], dtype=np.uint64)
+    vec = R._lowbias32_np(R._lowbias32_np(c ^ np.uint64(k0)) ^ np.uint64(k1))
+    assert vec.tolist() == [hash_u32(int(x), k0, k1) for x in c]
+
+
+SPECIAL_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64, torch.float16, torch.bfloat16,
+                  torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("sp_dtype", SPECIAL_DTYPES)
+def test_bert_mask_accepts_any_0_1_special_tokens_mask(backend, device, sp_dtype):
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 50, (3, 21), generator=g)
+    special = torch.rand(3, 21, generator=g) < 0.3
+    out, labels = bert_mask(ids.to(device), 50, 49, 0.5, special_tokens_mask=special.to(sp_dtype).to(device),
+                            generator=torch.Generator().manual_seed(1))
+    k0, k1 = draw_keys(2, torch.Generator().manual_seed(1))
+    ref_out, ref_labels = R.bert_mask_hashed(ids, 50, 49, 0.5, special, k0, k1)
+    assert torch.equal(out.cpu(), ref_out) and torch.equal(labels.cpu(), ref_labels)
+    assert (labels.cpu()[special] == -100).all() and (labels.cpu()[~special] != -100).any()
+
+
+def test_bert_mask_rejects_special_values_other_than_0_1(backend, device):
+    ids = torch.randint(0, 10, (2, 6)).to(device)
+    for bad in (0.5, 2.0, -1.0, float("nan"), float("inf")):
+        sp = torch.zeros(2, 6)
+        sp[1, 3] = bad
+        with pytest.raises(ValueError, match="special_tokens_mask must hold only 0 and 1"):
+            bert_mask(ids, 10, 9, special_tokens_mask=sp.to(device))
+    with pytest.raises(ValueError, match="special_tokens_mask must hold only 0 and 1"):
+        bert_mask(ids, 10, 9, special_tokens_mask=torch.full((2, 6), 2, dtype=torch.int64).to(device))
+    with pytest.raises(TypeError, match="special_tokens_mask must be real"):
+        bert_mask(ids, 10, 9, special_tokens_mask=torch.zeros(2, 6, dtype=torch.complex64).to(device))
 
 
 def test_bert_mask_statistics():
@@ -164,6 +205,32 @@ def test_block_mask_generator_class_and_bad_input():
         block_mask(2, (14, 14, 3))
     with pytest.raises(ValueError, match="batch_size"):
         block_mask(-1)
+    # BEiT takes an int or a pair of ints; floats (even integral ones) are refused clearly
+    for size in (14.0, 14.5, (14.0, 14), "14"):
+        with pytest.raises(TypeError, match="input_size must be an int"):
+            block_mask(2, size)
+    assert torch.equal(block_mask(2, np.int64(7), 10, 4, generator=torch.Generator().manual_seed(2)),
+                       block_mask(2, (7, 7), 10, 4, generator=torch.Generator().manual_seed(2)))
+
+
+def test_block_mask_device_checked_before_work(monkeypatch):
+    import fastrl.masking._numba_kernels as nk
+
+    def no_work(*args):
+        raise AssertionError("the kernel ran before the device was checked")
+
+    monkeypatch.setattr(nk, "run", no_work)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only build, on any machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for dev in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(ValueError, match="device=.*needs CUDA"):
+            block_mask(4, device=dev)
+        with pytest.raises(ValueError, match="device=.*needs CUDA"):
+            MaskingGenerator((14, 14), 75)(4, device=dev)
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        block_mask(4, device="gpu")
+    with pytest.raises(TypeError, match="device must be a str"):
+        block_mask(4, device=1.5)
 
 
 # ---------------------------------------------------------------- VQ
@@ -206,3 +273,10 @@ def test_vq_nearest_bad_input():
     with pytest.raises(ValueError, match="codebook must be 2-D"):
         vq_nearest(z, cb[0])
     assert vq_nearest(torch.empty(0, 4), cb).shape == (0,)
+    with pytest.raises(TypeError, match="z must be real-valued"):
+        vq_nearest(z.to(torch.complex64), cb)
+    with pytest.raises(TypeError, match="codebook must be real-valued"):
+        vq_nearest(z, cb.to(torch.complex64))
+    for zz, cc in ((torch.randn(5, 0), torch.randn(3, 0)), (torch.empty(0, 0), torch.randn(3, 0))):
+        with pytest.raises(ValueError, match="D >= 1"):
+            vq_nearest(zz, cc)

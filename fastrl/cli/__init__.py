@@ -19,9 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``fastrl CMD ...``; bad input ends with ``fastrl CMD: error: ...`` and exit status 2.
+
+    Each command checks its input file, labels, options and output paths
+    before it starts computing. An ``OSError`` while writing the results
+    (disk full, ...) is reported the same way, without a traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # FileNotFoundError is an OSError
         print(f"fastrl {args.command}: error: {exc}", file=sys.stderr)
         return 2

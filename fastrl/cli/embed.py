@@ -70,10 +70,34 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from fastrl.cli._io import load_input
+def check_args(args, n: int) -> None:
+    """The numeric options against the data's N, before any work."""
+    from fastrl.cli._io import check_range
+    check_range(args.n_components, "--n-components", low=1)
+    check_range(args.pca_dim, "--pca-dim", low=0)
+    if n < 2:
+        raise ValueError(f"an embedding needs at least 2 points, got {n}")
+    check_range(args.n_neighbors, "--n-neighbors", low=1, high=n - 1)
+    if args.metrics:
+        check_range(args.n_neighbors, "--n-neighbors (with --metrics)", low=1, high=n / 2, high_open=True)
+    if args.method in ("sne", "tsne"):
+        check_range(args.perplexity, "--perplexity", low=0, high=n, low_open=True, high_open=True)
+    if args.method == "mds" and n > MDS_MAX_N:
+        raise ValueError(f"classical MDS needs an N x N matrix; N={n} > {MDS_MAX_N}: use --subsample")
 
+
+def run(args) -> int:
+    from fastrl.cli._io import check_output, check_plot, check_range, load_input
+
+    # every check first: a bad path or option must not cost the computation
+    out = check_output(args.out, "--out", suffix=".npy") if args.out else None
+    if args.plot and args.n_components != 2:
+        raise ValueError(f"--plot needs a 2-D embedding, got --n-components {args.n_components}")
+    plot = check_plot(args.plot) if args.plot else None
+    if args.subsample is not None:
+        check_range(args.subsample, "--subsample", low=1)
     X, y, name = load_input(args.input, args.dataset)
+    check_args(args, min(X.shape[0], args.subsample or X.shape[0]))
     if args.subsample is not None and args.subsample < X.shape[0]:
         keep = np.sort(np.random.default_rng(args.seed).choice(X.shape[0], args.subsample, replace=False))
         X, y = X[keep], (None if y is None else np.asarray(y)[keep])
@@ -82,15 +106,13 @@ def run(args) -> int:
               perplexity=args.perplexity, pca_dim=args.pca_dim, random_state=args.seed, n_jobs=args.n_jobs)
     dt = time.perf_counter() - t0
     print(f"{name}: N={X.shape[0]} D={X.shape[1]} method={args.method} -> {E.shape[1]}-D in {dt:.3f} s")
-    if args.out:
-        np.save(args.out, E)
-        print(f"wrote {args.out}")
-    if args.plot:
+    if out:
+        np.save(out, E)
+        print(f"wrote {out}")
+    if plot:
         from fastrl.plot import embedding
-        if E.shape[1] != 2:
-            raise ValueError(f"--plot needs a 2-D embedding, got --n-components {E.shape[1]}")
-        embedding(E, y, args.plot, title=f"{name}: {args.method}")
-        print(f"wrote {args.plot}")
+        embedding(E, y, plot, title=f"{name}: {args.method}")
+        print(f"wrote {plot}")
     if args.metrics:
         from fastrl.metrics import embedding_report
         report = embedding_report(X, E, y, n_neighbors=args.n_neighbors, random_state=args.seed)

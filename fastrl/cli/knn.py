@@ -19,10 +19,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from fastrl.cli._io import load_input
+    from fastrl.cli._io import check_output, check_range, load_input
     from fastrl.neighbors import knn_graph
 
+    out = check_output(args.out, "--out", suffix=".npz") if args.out else None
     X, y, name = load_input(args.input, args.dataset)
+    if X.shape[0] < 2:
+        raise ValueError(f"a kNN graph needs at least 2 points, INPUT has {X.shape[0]}")
+    check_range(args.k, "-k", low=1, high=X.shape[0] - 1)
     t0 = time.perf_counter()
     idx, dist = knn_graph(X, args.k, method=args.method, metric=args.metric, n_jobs=args.n_jobs)
     dt = time.perf_counter() - t0
@@ -30,7 +34,7 @@ def run(args) -> int:
     if y is not None:
         same = (np.asarray(y)[idx] == np.asarray(y)[:, None]).mean()
         print(f"fraction of neighbours with the same label: {same:.4f}")
-    if args.out:
-        np.savez(args.out, indices=idx, distances=dist)
-        print(f"wrote {args.out}")
+    if out:
+        np.savez(out, indices=idx, distances=dist)
+        print(f"wrote {out}")
     return 0

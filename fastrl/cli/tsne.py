@@ -29,12 +29,16 @@ def pca_reduce(X: np.ndarray, n_components: int = 50) -> np.ndarray:
 
 
 def run(args) -> int:
-    from fastrl.cli._io import load_input
+    from fastrl.cli._io import check_output, check_plot, check_range, load_input
     from fastrl.manifold import TSNE
 
+    # every check first: a bad path or option must not cost the PCA or the t-SNE
     X, y, name = load_input(args.input, args.dataset)
-    X = np.asarray(X, dtype=np.float32)
+    out = check_output(args.out or f"{name}_tsne.npy", "--out", suffix=".npy")
+    plot = None if args.no_plot else check_plot(args.plot or f"{name}_tsne.png")
     n, d = X.shape
+    check_range(args.perplexity, "--perplexity", low=0, high=n, low_open=True, high_open=True)
+    check_range(args.max_iter, "--max-iter", low=1)
     if d > 50:
         X = pca_reduce(X, 50)
         print(f"{name}: N={n} D={d} -> PCA to 50 dimensions")
@@ -46,12 +50,10 @@ def run(args) -> int:
     E = tsne.fit_transform(X)
     dt = time.perf_counter() - t0
     print(f"t-SNE ({tsne.method_}) in {dt:.1f} s, KL divergence {tsne.kl_divergence_:.4f}")
-    out = args.out or f"{name}_tsne.npy"
     np.save(out, E.astype(np.float32))
     print(f"wrote {out}")
-    if not args.no_plot:
+    if plot:
         from fastrl.plot import embedding
-        path = args.plot or f"{name}_tsne.png"
-        embedding(E, y, path, title=f"t-SNE of {name} (N={n}, perplexity {args.perplexity:g})")
-        print(f"wrote {path}")
+        embedding(E, y, plot, title=f"t-SNE of {name} (N={n}, perplexity {args.perplexity:g})")
+        print(f"wrote {plot}")
     return 0

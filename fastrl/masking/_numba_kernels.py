@@ -77,21 +77,20 @@ def shuffle_rows(noise, keep, ids_keep, mask, ids_restore):
 #   t = patch of imgs (MAE order); if norm: t = (t - mean) / sqrt(var_unbiased + 1e-6)
 #   rowloss_r = m_r * mean_d (pred_rd - t_d)^2 ;  grad_rd = 2 m_r (pred_rd - t_d) / D
 # Targets live in a per-thread buffer of D floats, never in a [B, L, D] tensor.
+# Every patch of imgs and every row of pred is summed on the way (visible ones
+# too): a NaN/inf anywhere makes a sum non-finite. Returns the number of such
+# patches; the caller then finds the culprit (a finite overflow is also counted).
 @njit(parallel=True, **_OPTS)
 def mae_loss_fwd(imgs, pred, weight, p, norm, need_grad, grad, rowloss):
     B, C, _, W = imgs.shape
     w = W // p
     L, D = pred.shape[1], pred.shape[2]
+    bad = 0
     for b in prange(B):
         t = np.empty(D, dtype=np.float64)
         acc_b = 0.0
         for r in range(L):
             m = weight[b, r]
-            if m == 0.0:
-                if need_grad:
-                    for d in range(D):
-                        grad[b, r, d] = 0.0
-                continue
             hi = r // w
             wi = r - hi * w
             s = 0.0
@@ -103,6 +102,15 @@ def mae_loss_fwd(imgs, pred, weight, p, norm, need_grad, grad, rowloss):
                         v = imgs[b, c, row, wi * p + j]
                         t[base + j * C] = v
                         s += v
+            if m == 0.0:
+                ps = 0.0
+                for d in range(D):
+                    ps += pred[b, r, d]
+                    if need_grad:
+                        grad[b, r, d] = 0.0
+                if not math.isfinite(s + ps):
+                    bad += 1
+                continue
             mean = 0.0
             inv = 1.0
             if norm:
@@ -119,8 +127,11 @@ def mae_loss_fwd(imgs, pred, weight, p, norm, need_grad, grad, rowloss):
                 acc += diff * diff
                 if need_grad:
                     grad[b, r, d] = g * diff
+            if not math.isfinite(s + acc):
+                bad += 1
             acc_b += m * acc / D
         rowloss[b] = acc_b
+    return bad
 
 
 # ---------------------------------------------------------------- BERT

@@ -19,14 +19,19 @@ import numbers
 import numpy as np
 import torch
 
-from fastrl._validation import check_int
+from fastrl._validation import check_device, check_int
 from fastrl.masking._rng import draw_keys
 
 
 def _pair(input_size):
-    if isinstance(input_size, numbers.Integral):
+    """BEiT's ``input_size``: an int or a pair of ints (H, W), each >= 1. Floats are
+    refused (even 14.0), as BEiT's generator fails on them too."""
+    if isinstance(input_size, (numbers.Integral, np.integer)) and not isinstance(input_size, bool):
         input_size = (input_size, input_size)
-    if len(tuple(input_size)) != 2:
+    if not isinstance(input_size, (tuple, list)):
+        raise TypeError(f"input_size must be an int or a pair of ints (H, W), got {type(input_size).__name__} "
+                        f"{input_size!r}")
+    if len(input_size) != 2:
         raise ValueError(f"input_size must be an int or a pair (H, W), got {input_size!r}")
     return tuple(check_int(v, "input_size", low=1) for v in input_size)
 
@@ -52,7 +57,7 @@ def block_mask(batch_size: int, input_size=(14, 14), num_masking_patches: int = 
     batch_size : int
         Number of masks B.
     input_size : int or (int, int)
-        Patch grid (H, W).
+        Patch grid (H, W); a float (even 14.0) raises TypeError.
     num_masking_patches : int
         Target number of masked patches per sample (at most H*W).
     min_num_patches : int
@@ -75,6 +80,7 @@ def block_mask(batch_size: int, input_size=(14, 14), num_masking_patches: int = 
         generator would also stop early).
     """
     B = check_int(batch_size, "batch_size", low=0)
+    device = check_device(device)
     H, W = _pair(input_size)
     n = check_int(num_masking_patches, "num_masking_patches", low=0, high=H * W)
     lo = check_int(min_num_patches, "min_num_patches", low=0)

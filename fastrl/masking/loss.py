@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fastrl._dispatch import use_triton
-from fastrl._validation import check_tensor
+from fastrl._validation import check_real, check_tensor
 from fastrl.masking.mae import check_images
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -22,19 +22,44 @@ _NUMBA_DTYPES = (torch.float32, torch.float64)
 
 def _check(pred, imgs, mask, patch_size, norm_pix_loss):
     B, C, h, w, p = check_images(imgs, patch_size)
-    check_tensor(pred, "pred", ndim=3, finite=False)
+    check_tensor(check_real(pred, "pred"), "pred", ndim=3, finite=False)
     L, D = h * w, p * p * C
     if tuple(pred.shape) != (B, L, D):
         raise ValueError(f"pred must have shape (B, L, p*p*C) = {(B, L, D)} for imgs of shape "
                          f"{tuple(imgs.shape)} and patch_size {p}, got {tuple(pred.shape)}")
-    check_tensor(mask, "mask", ndim=2, dtypes=None, finite=False)
+    check_tensor(check_real(mask, "mask"), "mask", ndim=2, dtypes=None, finite=False)
     if tuple(mask.shape) != (B, L):
         raise ValueError(f"mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
+    _check_mask_values(mask)
     if pred.device != imgs.device or mask.device != imgs.device:
         raise ValueError(f"pred, imgs and mask must be on one device, got {pred.device}, {imgs.device}, {mask.device}")
     if norm_pix_loss and D < 2:
         raise ValueError("norm_pix_loss needs at least 2 values per patch (unbiased variance)")
     return p
+
+
+def _check_mask_values(mask):
+    """``mask`` weights must be finite and >= 0 (on the CPU with numpy: no torch
+    thread pool woken just before the Numba kernel)."""
+    if mask.dtype == torch.bool:
+        return
+    m = mask.detach()
+    if m.device.type == "cpu":
+        a = (m.float() if m.dtype == torch.bfloat16 else m).numpy()
+        finite, low = bool(np.isfinite(a).all()), (a.min() if a.size else 0)
+    else:
+        finite = not m.is_floating_point() or bool(torch.isfinite(m).all())
+        low = m.min().item() if m.numel() else 0
+    if not finite:
+        raise ValueError("mask contains NaN or inf")
+    if low < 0:
+        raise ValueError(f"mask must be >= 0 (1 = removed, 0 = kept; other values weight a patch), got {low}")
+
+
+def _check_finite(pred, imgs):
+    """Raise, naming the argument, if pred or imgs holds a NaN/inf (the Triton and torch paths)."""
+    check_tensor(pred, "pred", dtypes=None)
+    check_tensor(imgs, "imgs", dtypes=None)
 
 
 def _cpu_fwd(pred, imgs, weight, p, norm, need_grad):
@@ -43,8 +68,13 @@ def _cpu_fwd(pred, imgs, weight, p, norm, need_grad):
     im = imgs.detach() if imgs.dtype in _NUMBA_DTYPES else imgs.detach().float()
     grad = torch.empty_like(x) if need_grad else torch.empty((0, 0, 0), dtype=x.dtype)
     rowloss = torch.empty(pred.shape[0], dtype=torch.float64)
-    nk.run(nk.mae_loss_fwd, x.numel(), im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad),
-           grad.numpy(), rowloss.numpy())
+    if nk.run(nk.mae_loss_fwd, x.numel(), im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad),
+              grad.numpy(), rowloss.numpy()):
+        # some patch summed to NaN/inf: name the input that holds it (numpy, no
+        # torch thread pool); finite inputs whose loss overflows keep the inf result
+        for arr, name in ((x, "pred"), (im, "imgs")):
+            if not np.isfinite(arr.numpy()).all():
+                raise ValueError(f"{name} contains NaN or inf")
     return rowloss, (grad.to(pred.dtype) if need_grad else None)
 
 
@@ -70,6 +100,7 @@ class _MAELoss(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         if use_triton(pred, imgs, mask):
             from fastrl.masking import triton_kernels as tk
+            _check_finite(pred, imgs)
             weight = mask.detach().to(torch.float32).contiguous()
             rowloss, grad = tk.mae_loss_fwd(imgs.detach(), pred.detach(), weight, p, norm, need_grad)
         elif pred.device.type == "cpu":
@@ -80,6 +111,7 @@ class _MAELoss(torch.autograd.Function):
             weight = torch.from_numpy(np.ascontiguousarray(m.numpy(), dtype=np.float64))
             rowloss, grad = _cpu_fwd(pred, imgs, weight, p, norm, need_grad)
         else:
+            _check_finite(pred, imgs)
             weight = mask.detach().to(torch.float32)
             rowloss, grad = _torch_fwd(pred, imgs, weight, p, norm, need_grad)
         wsum = weight.sum()
@@ -109,11 +141,12 @@ def mae_loss(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_s
     Parameters
     ----------
     pred : torch.Tensor
-        [B, L, p*p*C] decoder predictions (fp32/fp16/bf16/fp64).
+        [B, L, p*p*C] decoder predictions (fp32/fp16/bf16/fp64), finite.
     imgs : torch.Tensor
-        [B, C, H, W] images, H and W divisible by ``patch_size``; L = HW/p^2.
+        [B, C, H, W] images (fp32/fp16/bf16/fp64, finite), H and W divisible by
+        ``patch_size``; L = HW/p^2.
     mask : torch.Tensor
-        [B, L], 1 = removed (float, int or bool; other values act as weights).
+        [B, L], 1 = removed (float, int or bool; other finite values >= 0 act as weights).
     patch_size : int
         Patch side p.
     norm_pix_loss : bool
@@ -123,6 +156,13 @@ def mae_loss(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_s
     -------
     torch.Tensor
         Scalar loss (dtype of ``pred`` promoted with ``imgs``).
+
+    Raises
+    ------
+    TypeError
+        Complex ``pred``, ``imgs`` or ``mask``.
+    ValueError
+        Wrong shapes or dtypes, NaN/inf in any input, a negative ``mask``.
     """
     p = _check(pred, imgs, mask, patch_size, norm_pix_loss)
     return _MAELoss.apply(pred, imgs, mask, p, bool(norm_pix_loss))

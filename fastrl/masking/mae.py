@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fastrl._dispatch import use_triton
-from fastrl._validation import check_int, check_tensor
+from fastrl._validation import check_int, check_real, check_tensor
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
 
@@ -28,8 +28,8 @@ def check_ratio(mask_ratio) -> float:
 
 
 def check_images(imgs, patch_size, name: str = "imgs") -> tuple[int, int, int, int, int]:
-    """Validate [B, C, H, W] images and a patch size dividing H and W; returns (B, C, h, w, p)."""
-    check_tensor(imgs, name, ndim=4, finite=False)
+    """Validate real [B, C, H, W] images and a patch size dividing H and W; returns (B, C, h, w, p)."""
+    check_tensor(check_real(imgs, name), name, ndim=4, finite=False)
     p = check_int(patch_size, "patch_size", low=1)
     B, C, H, W = imgs.shape
     if C == 0:
@@ -109,7 +109,7 @@ def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3, grid: tuple[
 def _noise(noise, generator, B, L, device):
     if noise is None:
         return torch.rand(B, L, device=device, generator=generator)
-    check_tensor(noise, "noise", ndim=2, dtypes=None, finite=False)
+    check_tensor(check_real(noise, "noise"), "noise", ndim=2, dtypes=None, finite=False)
     if tuple(noise.shape) != (B, L):
         raise ValueError(f"noise must have shape {(B, L)}, got {tuple(noise.shape)}")
     noise = noise.to(device)
@@ -153,11 +153,11 @@ def random_masking(x: torch.Tensor, mask_ratio: float = 0.75, *, noise: torch.Te
     Parameters
     ----------
     x : torch.Tensor
-        [B, L, D] tokens.
+        [B, L, D] tokens, any real dtype (float, int or bool; complex raises TypeError).
     mask_ratio : float
         Fraction removed, in [0, 1).
     noise : torch.Tensor, optional
-        [B, L] noise to sort.
+        [B, L] real, finite noise to sort.
     generator : torch.Generator, optional
         Source of the noise when ``noise`` is None.
 
@@ -170,7 +170,7 @@ def random_masking(x: torch.Tensor, mask_ratio: float = 0.75, *, noise: torch.Te
     ids_restore : torch.Tensor
         [B, L] int64; position of each token in the shuffled order.
     """
-    check_tensor(x, "x", ndim=3, dtypes=None, finite=False)
+    check_tensor(check_real(x, "x"), "x", ndim=3, dtypes=None, finite=False)
     r = check_ratio(mask_ratio)
     B, L, D = x.shape
     keep = len_keep(L, r)

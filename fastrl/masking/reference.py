@@ -6,7 +6,8 @@ fused kernels can be checked against them:
 * MAE (He et al., 2022, ``models_mae.py``): ``patchify``, ``unpatchify``,
   ``random_masking`` (argsort of per-sample noise) and ``forward_loss``.
 * BERT masking with the semantics of HuggingFace
-  ``DataCollatorForLanguageModeling.torch_mask_tokens`` (80/10/10 rule).
+  ``DataCollatorForLanguageModeling.torch_mask_tokens`` (80/10/10 rule), and
+  the same rule fed by fastrl's counter-based stream (``bert_mask_hashed``).
 * BEiT (Bao et al., 2022) ``MaskingGenerator``: block-wise masking by repeated
   random rectangles.
 * Vector-quantizer lookup: brute-force squared-L2 distance matrix + argmin.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import random as _random
 
+import numpy as np
 import torch
 
 
@@ -91,6 +93,49 @@ def bert_mask(input_ids: torch.Tensor, vocab_size: int, mask_token_id: int, mlm_
     words = torch.randint(vocab_size, labels.shape, dtype=inputs.dtype, generator=generator)
     inputs[rand] = words[rand]
     return inputs, labels
+
+
+def _lowbias32_np(x: np.ndarray) -> np.ndarray:
+    """Wellons' lowbias32 mixer, elementwise on uint64 values < 2**32 (products stay < 2**63)."""
+    m = np.uint64(0xFFFFFFFF)
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & m
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & m
+    return x ^ (x >> np.uint64(16))
+
+
+def bert_mask_hashed(input_ids: torch.Tensor, vocab_size: int, mask_token_id: int, mlm_probability: float,
+                     special_tokens_mask: torch.Tensor | None, key0: int, key1: int):
+    """The 80/10/10 rule driven by fastrl's counter-based stream, vectorised in numpy.
+
+    Element e (flat index) draws ``u_j = h(3e + j) / 2**32`` with
+    ``h(c) = lowbias32(lowbias32(c ^ key0) ^ key1)``: selected iff not special and
+    ``floor(u_0 2**24) / 2**24 < mlm_probability``; then with
+    ``v = floor(u_1 2**24) / 2**24``: ``v < 0.8`` -> ``mask_token_id``, ``v < 0.9`` ->
+    ``floor(u_2 * vocab_size)``, else unchanged. Returns ``(inputs, labels)``
+    like :func:`bert_mask`; :func:`fastrl.masking.bert_mask` with the keys drawn
+    from the same generator must return exactly this.
+    """
+    ids = input_ids.detach().cpu().reshape(-1).numpy().astype(np.int64)
+    e = np.arange(ids.size, dtype=np.uint64)
+    m = np.uint64(0xFFFFFFFF)
+
+    def h(c):
+        return _lowbias32_np(_lowbias32_np((c ^ np.uint64(key0)) & m) ^ np.uint64(key1))
+
+    def u24(c):  # the top 24 bits as a fraction: exact in float64
+        return (h(c) >> np.uint64(8)).astype(np.float64) / 2.0 ** 24
+
+    sel = u24(3 * e) < mlm_probability
+    if special_tokens_mask is not None:
+        sel &= ~special_tokens_mask.detach().cpu().reshape(-1).bool().numpy()
+    v = u24(3 * e + np.uint64(1))
+    rnd = ((h(3 * e + np.uint64(2)) * np.uint64(vocab_size)) >> np.uint64(32)).astype(np.int64)
+    out = np.where(sel & (v < 0.8), mask_token_id, np.where(sel & (v < 0.9), rnd, ids))
+    labels = np.where(sel, ids, -100)
+    as_t = lambda a: torch.from_numpy(a).to(input_ids.dtype).view(input_ids.shape)  # noqa: E731
+    return as_t(out), as_t(labels)
 
 
 class MaskingGenerator:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fastrl._dispatch import use_triton
-from fastrl._validation import check_int, check_same_dtype_device, check_tensor
+from fastrl._validation import check_int, check_real, check_same_dtype_device, check_tensor
 
 
 def _cpu_nearest(z: torch.Tensor, codebook: torch.Tensor, cn: torch.Tensor, block_n: int | None, block_k: int):
@@ -44,7 +44,7 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
     Parameters
     ----------
     z : torch.Tensor
-        [N, D] (or [..., D], flattened over the leading dims) encoder outputs.
+        [N, D] (or [..., D], flattened over the leading dims) encoder outputs; D >= 1.
     codebook : torch.Tensor
         [K, D] code vectors, same dtype and device as ``z``.
     block_n, block_k : int
@@ -59,6 +59,8 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
         float64 input on the CPU path); equal codes in different tiles may
         round differently, so exact ties are resolved up to that rounding.
     """
+    check_real(z, "z")
+    check_real(codebook, "codebook")
     check_tensor(z, "z", dtypes=None, finite=True, min_rows=0)
     if z.dim() < 1 or not z.is_floating_point():
         raise ValueError(f"z must be a floating tensor [..., D], got {z.dtype} of shape {tuple(z.shape)}")
@@ -66,6 +68,8 @@ def vq_nearest(z: torch.Tensor, codebook: torch.Tensor, *, block_n: int | None =
     check_same_dtype_device(z, codebook, "z", "codebook")
     if z.shape[-1] != codebook.shape[1]:
         raise ValueError(f"z has dimension {z.shape[-1]} but codebook rows have {codebook.shape[1]}")
+    if codebook.shape[1] == 0:
+        raise ValueError(f"z and codebook need a dimension D >= 1, got D = 0 (codebook shape {tuple(codebook.shape)})")
     block_k = check_int(block_k, "block_k", low=1)
     if block_n is not None:
         block_n = check_int(block_n, "block_n", low=1)

@@ -4,11 +4,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastrl._validation import check_int, check_positive
+from fastrl._validation import check_device, check_int, check_positive, check_real
 
 
 def _features(Z, name: str, device) -> torch.Tensor:
-    T = Z.detach() if isinstance(Z, torch.Tensor) else torch.from_numpy(np.asarray(Z))
+    if isinstance(Z, torch.Tensor):
+        T = Z.detach()
+    else:
+        try:
+            T = torch.from_numpy(np.asarray(Z))
+        except TypeError as exc:
+            raise TypeError(f"{name} must be a numeric array, got dtype {np.asarray(Z).dtype}") from exc
+    check_real(T, name)
     if T.dim() != 2 or T.shape[0] == 0:
         raise ValueError(f"{name} must be 2-D and non-empty, got shape {tuple(T.shape)}")
     T = T.to(device=device, dtype=torch.float32)
@@ -35,6 +42,7 @@ def linear_probe(Z_train, y_train, Z_test, y_test, *, C: float = 1.0, max_iter: 
     Parameters
     ----------
     Z_train : ndarray or torch.Tensor, shape (N, D)
+        Real (float or integer) features; complex raises TypeError.
     y_train : array-like, shape (N,)
     Z_test : ndarray or torch.Tensor, shape (M, D)
     y_test : array-like, shape (M,)
@@ -45,7 +53,8 @@ def linear_probe(Z_train, y_train, Z_test, y_test, *, C: float = 1.0, max_iter: 
     standardize : bool
         Scale features to zero mean / unit variance (statistics of Z_train).
     device : str or torch.device, optional
-        Default: Z_train's device (CUDA tensors train on the GPU).
+        Default: Z_train's device (CUDA tensors train on the GPU). A device this
+        machine lacks raises ValueError before any work.
     return_predictions : bool
         Also return the predicted test labels.
 
@@ -56,6 +65,7 @@ def linear_probe(Z_train, y_train, Z_test, y_test, *, C: float = 1.0, max_iter: 
     """
     check_positive(C, "C", allow_tensor=False)
     max_iter = check_int(max_iter, "max_iter", low=1)
+    device = check_device(device)
     if device is None:
         device = Z_train.device if isinstance(Z_train, torch.Tensor) else "cpu"
     Xtr, Xte = _features(Z_train, "Z_train", device), _features(Z_test, "Z_test", device)
