@@ -69,7 +69,7 @@ def _margin_tile(A, B, rows, n0, M, N, D, stride_a, stride_b, scale, bias, pos_o
 def _softplus(t):
     e = tl.exp(-tl.abs(t))
     u = 1.0 + e
-    l1p = tl.where(u == 1.0, e, tl.log(u) * (e / (u - 1.0)))
+    l1p = tl.where(u == 1.0, e, tl.log(u) * (e / tl.where(u == 1.0, 1.0, u - 1.0)))
     return tl.maximum(t, 0.0) + l1p
 
 
