@@ -73,10 +73,14 @@ def _load_module_file(package: str, relpath: str, stubs: tuple = ()):
     """Import ``package/relpath`` without running ``package/__init__.py``
     (lightly's and open_clip's package imports pull in torchvision)."""
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    root = os.path.dirname(spec.origin)
+    loaded = sys.modules.get(package)
+    if loaded is not None and getattr(loaded, "__spec__", None) is None and getattr(loaded, "__path__", None):
+        root = list(loaded.__path__)[0]  # a bare namespace made by an earlier call
+    else:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            return None
+        root = os.path.dirname(spec.origin)
     parts = relpath[:-3].split("/")
     for i in range(len(parts)):  # parent packages as bare namespaces
         name = ".".join([package] + parts[:i])
@@ -96,6 +100,7 @@ _PEERS = {
     "lightly": ("lightly", "loss/ntx_ent_loss.py", "NTXentLoss", (("lightly.models.utils", {}),)),
     "lightly_memory_bank": ("lightly", "models/modules/memory_bank.py", "MemoryBankModule",
                             (("lightly.models.utils", {}),)),
+    "lightly_vicreg": ("lightly", "loss/vicreg_loss.py", "VICRegLoss", ()),
     "open_clip": ("open_clip", "loss.py", "ClipLoss", ()),
     "open_clip_siglip": ("open_clip", "loss.py", "SigLipLoss", ()),
 }

@@ -35,6 +35,11 @@ class BarlowTwinsLoss(torch.nn.Module):
                                     gather_distributed=self.gather_distributed)
 
 
+class VICRegInputError(ValueError, AssertionError):
+    """Bad VICReg input: a ``ValueError`` that is also the ``AssertionError``
+    lightly's ``VICRegLoss`` raises (so code catching either keeps working)."""
+
+
 class VICRegLoss(torch.nn.Module):
     """VICReg loss (drop-in for ``lightly.loss.VICRegLoss``).
 
@@ -65,11 +70,19 @@ class VICRegLoss(torch.nn.Module):
         self.gather_distributed = gather_distributed
         self.eps = eps
 
-    def terms(self, z_a: torch.Tensor, z_b: torch.Tensor):
-        if isinstance(z_a, torch.Tensor) and isinstance(z_b, torch.Tensor) and z_a.dim() > 2:
+    @staticmethod
+    def _check(z_a, z_b) -> None:
+        if isinstance(z_a, torch.Tensor) and isinstance(z_b, torch.Tensor) and z_a.dim() >= 2:
+            if z_a.shape[0] < 2 or z_b.shape[0] < 2:
+                raise VICRegInputError(f"z_a and z_b need a batch of at least 2 rows, got shapes "
+                                       f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
             if z_a.shape != z_b.shape:
-                raise ValueError(f"z_a and z_b must have the same shape, got {tuple(z_a.shape)} and "
-                                 f"{tuple(z_b.shape)}")
+                raise VICRegInputError(f"z_a and z_b must have the same shape, got {tuple(z_a.shape)} and "
+                                       f"{tuple(z_b.shape)}")
+
+    def terms(self, z_a: torch.Tensor, z_b: torch.Tensor):
+        self._check(z_a, z_b)
+        if isinstance(z_a, torch.Tensor) and z_a.dim() > 2:
             # one [batch, dim] problem per position of the middle axes; equal sizes, so means of means
             za = z_a.reshape(z_a.shape[0], -1, z_a.shape[-1])
             zb = z_b.reshape(z_b.shape[0], -1, z_b.shape[-1])
@@ -79,6 +92,7 @@ class VICRegLoss(torch.nn.Module):
         return Fd.vicreg_terms(z_a, z_b, self.eps, gather_distributed=self.gather_distributed)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        self._check(z_a, z_b)
         if isinstance(z_a, torch.Tensor) and z_a.dim() > 2:
             inv, var, cov = self.terms(z_a, z_b)
             return self.lambda_param * inv + self.mu_param * var + self.nu_param * cov
@@ -114,10 +128,13 @@ class SymNegCosineSimilarityLoss(torch.nn.Module):
     the last axis, stop-gradient on z).
     """
 
+    def _neg_cosine_simililarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``-cos(x, sg(y)).mean()`` along the last axis (lightly's helper, same name)."""
+        return Fd.negative_cosine_similarity(x, y.detach(), -1)
+
     def forward(self, out0, out1) -> torch.Tensor:
         for out, name in ((out0, "out0"), (out1, "out1")):
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise ValueError(f"{name} must be a (z, p) pair of tensors, got {type(out).__name__}")
         (z0, p0), (z1, p1) = out0, out1
-        return (Fd.negative_cosine_similarity(p0, z1.detach(), -1) / 2
-                + Fd.negative_cosine_similarity(p1, z0.detach(), -1) / 2)
+        return self._neg_cosine_simililarity(p0, z1) / 2 + self._neg_cosine_simililarity(p1, z0) / 2
