@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import fastrl.losses.contrastive.cpu as cpu_path
+from dist_utils import require_peer
 from fastrl.losses import (ClipLoss, InfoNCELoss, MoCoLoss, MoCoQueue, NTXentLoss, alignment, clip_loss,
                            info_nce, moco_loss, momentum_update, nt_xent, uniformity)
 from fastrl.losses.contrastive import reference as ref
@@ -160,9 +161,7 @@ def _peer_parity(ours, theirs, a, b, param, gout):
 
 @pytest.mark.parametrize("n,d", [(7, 20), (33, 3)])
 def test_lightly_ntxent_parity(backend, device, n, d):
-    peer = ref.load_peer("lightly")
-    if peer is None:
-        pytest.skip("lightly not installed")
+    peer = require_peer("lightly")
     (a, b), _ = _inputs(n, d, torch.float32, 5, device)
     for temp in (0.01, 0.5, 1.0):
         _peer_parity(lambda x, y, t: NTXentLoss(temp)(x, y), lambda x, y, t: peer(temp)(x, y), a, b, temp, 2.5)
@@ -170,9 +169,7 @@ def test_lightly_ntxent_parity(backend, device, n, d):
 
 @pytest.mark.parametrize("n,d", [(7, 20), (33, 3)])
 def test_open_clip_parity(backend, device, n, d):
-    peer = ref.load_peer("open_clip")
-    if peer is None:
-        pytest.skip("open_clip not installed")
+    peer = require_peer("open_clip")
     (a, b), _ = _inputs(n, d, torch.float32, 6, device)
     a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
     for scale in (1.0, 14.3, 100.0):
@@ -180,15 +177,11 @@ def test_open_clip_parity(backend, device, n, d):
 
 
 def test_peer_parity_odd_shape_cpu():
-    lightly, open_clip = ref.load_peer("lightly"), ref.load_peer("open_clip")
-    if lightly is None and open_clip is None:
-        pytest.skip("neither lightly nor open_clip installed")
+    lightly, open_clip = require_peer("lightly"), require_peer("open_clip")
     (a, b), _ = _inputs(333, 100, torch.float32, 7)
-    if lightly is not None:
-        torch.testing.assert_close(nt_xent(a, b, 0.1), lightly(0.1)(a, b), rtol=1e-5, atol=1e-6)
-    if open_clip is not None:
-        an, bn = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
-        torch.testing.assert_close(clip_loss(an, bn, 50.0), open_clip()(an, bn, 50.0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(nt_xent(a, b, 0.1), lightly(0.1)(a, b), rtol=1e-5, atol=1e-6)
+    an, bn = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+    torch.testing.assert_close(clip_loss(an, bn, 50.0), open_clip()(an, bn, 50.0), rtol=1e-5, atol=1e-6)
 
 
 def test_logit_bias_cancels():

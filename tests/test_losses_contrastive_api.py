@@ -56,7 +56,7 @@ def test_memory_bank_module_matches_lightly():
             torch.testing.assert_close(b1, b2)
             torch.testing.assert_close(ours.bank, theirs.bank)
             assert int(ours.bank_ptr) == int(theirs.bank_ptr)
-    assert MemoryBankModule(0)(torch.ones(2, 3)) [1] is None
+    assert MemoryBankModule(0)(torch.ones(2, 3))[1] is None
 
 
 def test_memory_bank_module_semantics():
@@ -144,3 +144,14 @@ def test_momentum_update_numpy_scalar():
         torch.testing.assert_close(t.detach(), w)
     with pytest.raises(ValueError, match="m must"):
         momentum_update(online, target, np.bool_(True))
+
+
+def test_missing_peer_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    import fastrl.losses.contrastive.reference as reference
+    monkeypatch.setattr(reference, "load_peer", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI"):
+        require_peer("open_clip")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_peer("open_clip")
