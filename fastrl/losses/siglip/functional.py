@@ -27,38 +27,58 @@ def _impl(x: torch.Tensor):
     return cpu
 
 
-class SigLipRows(torch.autograd.Function):
-    """``r = SigLipRows.apply(x, y, scale, bias, pos_offset)``: row sums [M] of
-    ``softplus(-z (s x y^T + b))`` (compute dtype: fp64 for fp64 inputs, else fp32).
-    ``scale`` and ``bias`` are 0-d tensors and receive gradients."""
+class SigLipSum(torch.autograd.Function):
+    """``loss = SigLipSum.apply(x, y, scale, bias, pos_offset, fuse_grad)``: the 0-d sum over
+    all pairs of ``softplus(-z (s x y^T + b))`` (compute dtype: fp64 for fp64
+    inputs, else fp32). ``scale`` and ``bias`` are 0-d tensors and receive gradients.
+
+    The output is a scalar, so its gradient is the gradient of the sum times the
+    upstream scalar. The chunked CPU path therefore computes the gradients in the
+    forward pass when any input needs them (one logit matmul per block, not two;
+    O(N D) stored), and the backward only scales them. The Triton path
+    recomputes the tiles in its backward kernels.
+    """
 
     @staticmethod
-    def forward(ctx, x, y, scale, bias, pos_offset):
+    def forward(ctx, x, y, scale, bias, pos_offset, fuse_grad):
         impl = _impl(x)
+        triton = impl.__name__.endswith("triton_kernels")
         cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
-        xs, ys = (x, y) if impl.__name__.endswith("triton_kernels") else (x.to(cdt), y.to(cdt))
+        xs, ys = (x, y) if triton else (x.to(cdt), y.to(cdt))
         s, b = float(scale), float(bias)
-        rows = impl.siglip_forward(xs, ys, s, b, pos_offset)
+        ctx.pos_offset, ctx.impl, ctx.cdt, ctx.triton = pos_offset, impl, cdt, triton
         ctx.save_for_backward(x, y, scale, bias)
-        ctx.pos_offset, ctx.impl, ctx.cdt = pos_offset, impl, cdt
-        return rows.to(cdt)
+        if triton or not fuse_grad:
+            ctx.grads = None
+            return impl.siglip_forward(xs, ys, s, b, pos_offset).sum().to(cdt)
+        ones = xs.new_ones(xs.shape[0])
+        gy, gx, gsum, total = impl.siglip_backward(xs, ys, s, b, pos_offset, ones, ctx.needs_input_grad[1],
+                                                   want_loss=True)
+        ctx.grads = (gy, gx, gsum)
+        return total
 
     @staticmethod
-    def backward(ctx, grad_rows):
+    def backward(ctx, grad_total):
         x, y, scale, bias = ctx.saved_tensors
-        impl, cdt = ctx.impl, ctx.cdt
-        xs, ys = (x, y) if impl.__name__.endswith("triton_kernels") else (x.to(cdt), y.to(cdt))
         s = float(scale)
-        gy, gx, gsum = impl.siglip_backward(xs, ys, s, float(bias), ctx.pos_offset, grad_rows.to(cdt).contiguous(),
-                                            ctx.needs_input_grad[1])
+        if ctx.grads is not None:
+            gy, gx, gsum = ctx.grads
+            ctx.grads = None
+            g = grad_total.to(ctx.cdt)
+            gy, gx, gsum = gy * g, (gx * g if gx is not None else None), gsum * g
+        else:
+            g = grad_total.to(ctx.cdt).expand(x.shape[0]).contiguous()
+            xs, ys = (x, y) if ctx.triton else (x.to(ctx.cdt), y.to(ctx.cdt))
+            gy, gx, gsum = ctx.impl.siglip_backward(xs, ys, s, float(bias), ctx.pos_offset, g,
+                                                    ctx.needs_input_grad[1])
         dscale = dbias = None
         if ctx.needs_input_grad[2]:
             dscale = torch.dot(x.to(gy.dtype).reshape(-1), gy.reshape(-1)).to(scale.dtype).reshape(scale.shape)
         if ctx.needs_input_grad[3]:
             dbias = gsum.to(bias.dtype).reshape(bias.shape)
-        dx = gy.mul_(s).to(x.dtype) if ctx.needs_input_grad[0] else None
-        dy = gx.mul_(s).to(y.dtype) if gx is not None else None
-        return dx, dy, dscale, dbias, None
+        dx = (gy * s).to(x.dtype) if ctx.needs_input_grad[0] else None
+        dy = (gx * s).to(y.dtype) if gx is not None and ctx.needs_input_grad[1] else None
+        return dx, dy, dscale, dbias, None, None
 
 
 def _prepare(image_features, text_features, logit_scale, logit_bias):
@@ -68,8 +88,10 @@ def _prepare(image_features, text_features, logit_scale, logit_bias):
     return scale, bias
 
 
-def _rows(x, y, scale, bias, pos_offset):
-    return SigLipRows.apply(x, y, scale, bias, pos_offset)
+def _total(x, y, scale, bias, pos_offset):
+    # gradients in the forward pass only when a backward can follow (not under no_grad / eval)
+    fuse = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, scale, bias))
+    return SigLipSum.apply(x, y, scale, bias, pos_offset, fuse)
 
 
 def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, negative_only=False):
@@ -95,8 +117,8 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, 
     """
     scale, bias = _prepare(image_features, text_features, logit_scale, logit_bias)
     check_logit_range(scale, image_features, text_features, "logit_scale", bias=bias)
-    rows = _rows(image_features, text_features, scale, bias, None if negative_only else 0)
-    return rows.sum() / image_features.shape[0]
+    total = _total(image_features, text_features, scale, bias, None if negative_only else 0)
+    return total / image_features.shape[0]
 
 
 def siglip_loss_distributed(image_features, text_features, logit_scale, logit_bias=None, *, dist_impl="bidir"):
@@ -126,7 +148,7 @@ def siglip_loss_distributed(image_features, text_features, logit_scale, logit_bi
     scale, bias = _prepare(image_features, text_features, logit_scale, logit_bias)
     check_logit_range(scale, image_features, text_features, "logit_scale", bias=bias)
     n = image_features.shape[0]
-    total = _rows(image_features, text_features, scale, bias, 0).sum()
+    total = _total(image_features, text_features, scale, bias, 0)
     ws, rank = fdist.world_size(), fdist.rank()
     if ws == 1:
         return total / n
@@ -134,7 +156,7 @@ def siglip_loss_distributed(image_features, text_features, logit_scale, logit_bi
         if chunk.shape != text_features.shape:
             raise ValueError("siglip_loss_distributed needs the same text_features shape on every rank, "
                              f"got {tuple(chunk.shape)} and {tuple(text_features.shape)}")
-        total = total + _rows(image_features, chunk, scale, bias, None).sum()
+        total = total + _total(image_features, chunk, scale, bias, None)
     return total / n
 
 
