@@ -22,7 +22,6 @@ TOL = {torch.float32: (4e-7, 1.5e-6), torch.float16: (1e-6, 1.5e-3), torch.bfloa
 @pytest.fixture(autouse=True)
 def small_tiles(monkeypatch):
     """64-wide row/column tiles, 16-wide D slices, ~64-row CPU chunks."""
-    import fastrl.losses.siglip as pkg  # noqa: F401
     monkeypatch.setattr(cpu_path, "CHUNK_ELEMENTS", 64 * 130)
     try:
         import fastrl.losses.siglip.triton_kernels as tk

@@ -107,9 +107,10 @@ _PEERS = {
 
 
 def load_peer(name: str):
-    """The peer class: ``"lightly"`` -> ``NTXentLoss``, ``"lightly_memory_bank"`` ->
-    ``MemoryBankModule``, ``"open_clip"`` -> ``ClipLoss``, ``"open_clip_siglip"`` ->
-    ``SigLipLoss``; None when the package is not installed or cannot load.
+    """The peer class named in ``_PEERS`` (``"lightly"`` -> ``NTXentLoss``,
+    ``"lightly_memory_bank"`` -> ``MemoryBankModule``, ``"lightly_vicreg"`` ->
+    ``VICRegLoss``, ``"open_clip"`` -> ``ClipLoss``, ``"open_clip_siglip"`` ->
+    ``SigLipLoss``); None when the package is not installed or cannot load.
     Used by the tests and benchmarks only."""
     if name not in _PEERS:
         raise ValueError(f"unknown peer {name!r}")
