@@ -167,7 +167,7 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("autotune", ["0", "1"])
-def test_native_kernel_autotune_switch(monkeypatch, autotune):
+def test_triton_cuda_autotune_switch(monkeypatch, autotune):
     """On a GPU: the autotuned and the fixed-config kernels agree with the reference."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA (the interpreter always runs the fixed tiles)")
