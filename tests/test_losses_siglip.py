@@ -180,3 +180,16 @@ def test_triton_cuda_autotune_switch(monkeypatch, autotune):
     with use_backend("triton"):
         out = _run(siglip_loss, x.cuda(), y.cuda(), 10.0, -10.0)
     _check(out, ref, 4e-7, 1.5e-6)
+
+
+def test_default_tiles(backend, device, monkeypatch):
+    """The module's default tiles (one D slice) on both paths."""
+    try:
+        import fastrl.losses.siglip.triton_kernels as tk
+        monkeypatch.setattr(tk, "BLOCK_D_MAX", None)
+    except ImportError:  # no triton: the CPU path only
+        pass
+    monkeypatch.setattr(cpu_path, "CHUNK_ELEMENTS", 1 << 23)
+    x, y = _inputs(70, 40, seed=9, dtype=torch.float32)
+    ref = _run(siglip_loss_reference, x.double(), y.double(), 10.0, -10.0)
+    _check(_run(siglip_loss, x.to(device), y.to(device), 10.0, -10.0), ref, *TOL[torch.float32])

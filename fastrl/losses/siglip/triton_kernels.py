@@ -26,7 +26,7 @@ from fastrl._dispatch import autotune_enabled, interpreting, upcast_bf16_dot
 # tiles used without autotuning (interpreter, FASTRL_AUTOTUNE=0); tests shrink them
 BLOCK_M = 64
 BLOCK_N = 64
-BLOCK_D_MAX = None  # D slice cap (None: 256); tests set 16 so the D loops run several times
+BLOCK_D_MAX = None  # D slice cap (None: 128); tests set 16 so the D loops run several times
 
 
 @triton.jit
@@ -143,14 +143,15 @@ def _n_bucket(n: int) -> int:
 
 def _block_d(d: int) -> int:
     bd = max(16, triton.next_power_of_2(d))
-    return min(bd, max(16, BLOCK_D_MAX or 256))
+    # 128: one slice for the usual D <= 128; (64 + 64) x 128 fp32 operands x 2 stages fit shared memory
+    return min(bd, max(16, BLOCK_D_MAX or 128))
 
 
 def _launch(kernel, tuned, m: int, args, flags, block_m, block_n) -> None:
     fixed = interpreting() or not autotune_enabled() or block_m is not None or block_n is not None
     if fixed:
         bm, bn = block_m or BLOCK_M, block_n or BLOCK_N
-        kernel[(triton.cdiv(m, bm),)](*args, **flags, BLOCK_M=bm, BLOCK_N=bn)
+        kernel[(triton.cdiv(m, bm),)](*args, **flags, BLOCK_M=bm, BLOCK_N=bn, num_warps=4, num_stages=2)
     else:
         tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)](*args, **flags)
 
