@@ -1,6 +1,6 @@
 """Loss benchmarks: fastrl against its peers, side by side in one process.
 
-    PYTHONPATH=. python benchmarks/bench_losses.py [--family contrastive|decorrelation|all]
+    PYTHONPATH=. python benchmarks/bench_losses.py [--family contrastive|decorrelation|all] [--device cuda]
 
 Each family lives in ``benchmarks/losses_<family>.py`` exposing
 ``run(args) -> dict`` and writes ``benchmarks/results/losses_<family>.json``.
@@ -28,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-n-cpu", type=int, default=16384, help="largest N run on the CPU")
     p.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     p.add_argument("--no-acceptance", action="store_true", help="skip the fixed acceptance measurements")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when available; cuda: require it (GPU grid); cpu: the CPU grid")
+    p.add_argument("--only", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()), default=None,
+                   help="comma list of losses of the family to run (e.g. siglip); default all")
     return p.parse_args(argv)
 
 

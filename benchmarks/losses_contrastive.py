@@ -1,31 +1,42 @@
-"""Contrastive family of ``bench_losses.py``: fastrl ``nt_xent`` / ``clip_loss``
-against lightly ``NTXentLoss`` and open_clip ``ClipLoss``.
+"""Contrastive family of ``bench_losses.py``: fastrl ``nt_xent`` / ``clip_loss`` /
+``siglip_loss`` against lightly ``NTXentLoss`` and open_clip ``ClipLoss`` / ``SigLipLoss``.
 
 Per cell (N, D, dtype): forward+backward time (median), peak extra memory
 (beyond inputs and their gradients), and the relative error of the loss and
 of the gradients against float64 (fastrl's chunked path in float64, which
 the tests pin to the full-matrix reference at 1e-12). CPU mode also runs the
 issue's acceptance points (speed at N=8192, D=256 vs the peers; memory at
-N=32768, D=256). GPU mode (CUDA present) runs bf16 and fp32 up to N = 1M and
-compares with the time of the three N x N x D matmuls the loss must do.
+N=32768, D=256; SigLIP: speed at N=4096, D=256 vs open_clip, memory at
+N=16384, D=256). GPU mode (CUDA present, or ``--device cuda``) runs bf16 and
+fp32 up to N = 1M and compares with the time of the three N x N x D matmuls
+the loss must do. ``--only`` restricts the losses; rows of other cells already
+in the results file are kept (merged by loss, impl, N, D, dtype).
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from _common import PeakMemory, print_table, timeit, write_results
+from _common import RESULTS, PeakMemory, print_table, timeit, write_results
 
 CPU_SIZES = [1024, 4096, 16384, 65536]
 GPU_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
 DIMS = [128, 512]
 TEMPERATURE, LOGIT_SCALE = 0.5, 14.3
+SIGLIP_BIAS = -10.0  # SigLIP's initial bias
+LOSSES = ("nt_xent", "clip", "siglip")
+_DEVICE = {"name": "auto"}
 
 
 def _cuda() -> bool:
+    if _DEVICE["name"] == "cpu":
+        return False
+    if _DEVICE["name"] == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
     return torch.cuda.is_available()
 
 
@@ -34,25 +45,30 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def _fastrl_fns():
-    from fastrl.losses import clip_loss, nt_xent
-    return {
+def _fastrl_fns(only=LOSSES):
+    from fastrl.losses import clip_loss, nt_xent, siglip_loss
+    fns = {
         "nt_xent": lambda a, b, s: nt_xent(a, b, TEMPERATURE),
         "clip": lambda a, b, s: clip_loss(a, b, s),
+        "siglip": lambda a, b, s: siglip_loss(a, b, s, SIGLIP_BIAS),
     }
+    return {k: v for k, v in fns.items() if k in only}
 
 
-def _peer_fns():
+def _peer_fns(only=LOSSES):
     from fastrl.losses.contrastive.reference import load_peer
     fns = {}
-    lightly, open_clip = load_peer("lightly"), load_peer("open_clip")
+    lightly, open_clip, siglip = load_peer("lightly"), load_peer("open_clip"), load_peer("open_clip_siglip")
     if lightly is not None:
         mod = lightly(temperature=TEMPERATURE)
         fns["nt_xent"] = ("lightly", lambda a, b, s: mod(a, b))
     if open_clip is not None:
         mod2 = open_clip()
         fns["clip"] = ("open_clip", lambda a, b, s: mod2(a, b, s))
-    return fns
+    if siglip is not None:
+        mod3 = siglip()
+        fns["siglip"] = ("open_clip", lambda a, b, s: mod3(a, b, s, SIGLIP_BIAS))
+    return {k: v for k, v in fns.items() if k in only}
 
 
 def _inputs(n, d, dtype, device, seed=0):
@@ -128,8 +144,8 @@ def run_grid(args) -> list[dict]:
     cuda = _cuda()
     device = "cuda" if cuda else "cpu"
     sizes, dims, dtypes = _grid(args, cuda)
-    ours = _fastrl_fns()
-    peers = {} if args.no_peers else _peer_fns()
+    ours = _fastrl_fns(args.only)
+    peers = {} if args.no_peers else _peer_fns(args.only)
     peer_max_n = 65536 if cuda else 8192   # the peers' N x N logits must fit
     err_max_n = 65536 if cuda else 4096    # the float64 check costs 2-4x the run
     rows = []
@@ -176,16 +192,18 @@ def run_grid(args) -> list[dict]:
 
 def run_acceptance(args) -> dict:
     """CPU acceptance points of the issue (side by side, interleaved)."""
-    ours, peers = _fastrl_fns(), _peer_fns()
+    ours, peers = _fastrl_fns(args.only), _peer_fns(args.only)
     acc = {"speed": [], "memory": []}
-    a, b = _inputs(8192, 256, torch.float32, "cpu", seed=1)
-    for loss in ("nt_xent", "clip"):
+    for loss in ours:
         if loss not in peers:
             continue
+        n_speed = 4096 if loss == "siglip" else 8192
+        a, b = _inputs(n_speed, 256, torch.float32, "cpu", seed=1)
         name, pfn = peers[loss]
         wall = {"fastrl": [], name: []}
         cpu = {"fastrl": [], name: []}
         _step(ours[loss], a, b)
+        _step(pfn, a, b)
         for _ in range(max(args.repeat, 3)):  # interleave: the machine is shared and noisy
             for fn, key in ((ours[loss], "fastrl"), (pfn, name)):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -194,17 +212,18 @@ def run_acceptance(args) -> dict:
                 cpu[key].append(time.process_time() - c0)
         mo, mp = statistics.median(wall["fastrl"]), statistics.median(wall[name])
         co, cp = statistics.median(cpu["fastrl"]), statistics.median(cpu[name])
-        acc["speed"].append({"loss": loss, "N": 8192, "D": 256, "fastrl_s": mo, "peer": name, "peer_s": mp,
+        acc["speed"].append({"loss": loss, "N": n_speed, "D": 256, "fastrl_s": mo, "peer": name, "peer_s": mp,
                              "ratio": mo / mp, "fastrl_cpu_s": co, "peer_cpu_s": cp, "cpu_ratio": co / cp,
                              "wall_times": wall, "cpu_times": cpu})
-    del a, b
-    n, d = 32768, 256
-    a, b = _inputs(n, d, torch.float32, "cpu", seed=2)
+        del a, b
     for loss, fn in ours.items():
+        n, d = (16384 if loss == "siglip" else 32768), 256
+        a, b = _inputs(n, d, torch.float32, "cpu", seed=2)
         grad_mib = 2 * a.numel() * 4 / 2**20
         with PeakMemory() as pm:
             _step(fn, a, b)
         rows = 2 * n if loss == "nt_xent" else n
+        del a, b
         acc["memory"].append({"loss": loss, "N": n, "D": d, "extra_peak_mib": max(0.0, pm.peak_mib - grad_mib),
                               "naive_logits_and_grad_mib": 2 * rows * rows * 4 / 2**20})
     return acc
@@ -222,7 +241,27 @@ def _track_rss() -> None:
         pass
 
 
+def _merge(old: dict, new: dict) -> dict:
+    """Keep the rows/acceptance entries of ``old`` that ``new`` did not re-measure."""
+    def key(r):
+        return (r.get("loss"), r.get("impl"), r.get("N"), r.get("D"), r.get("dtype"))
+    seen = {key(r) for r in new.get("rows", [])}
+    out = dict(new)
+    out["rows"] = [r for r in old.get("rows", []) if key(r) not in seen] + new.get("rows", [])
+    if "acceptance" in old or "acceptance" in new:
+        acc = {}
+        for part in ("speed", "memory"):
+            fresh = (new.get("acceptance") or {}).get(part, [])
+            redone = {r["loss"] for r in fresh}
+            acc[part] = [r for r in (old.get("acceptance") or {}).get(part, []) if r["loss"] not in redone] + fresh
+        out["acceptance"] = acc
+    return out
+
+
 def run(args) -> dict:
+    _DEVICE["name"] = getattr(args, "device", "auto")
+    if not getattr(args, "only", None):
+        args.only = LOSSES
     torch.manual_seed(0)
     if not _cuda():
         _track_rss()
@@ -240,5 +279,11 @@ def run(args) -> dict:
         print_table(acc["memory"], ["loss", "N", "D", "extra_peak_mib", "naive_logits_and_grad_mib"],
                     title="acceptance: CPU memory above inputs and their gradients")
         payload["acceptance"] = acc
-    write_results("losses_contrastive", payload)
+    name = "losses_contrastive" + ("_gpu" if _cuda() else "")
+    path = RESULTS / f"{name}.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        old.pop("machine", None)
+        payload = _merge(old, payload)
+    write_results(name, payload)
     return payload

@@ -159,3 +159,6 @@ def backend_info() -> dict:
         "requested_backend": requested_backend(),
     }
     return info
+
+
+def autotune_enabled() -> bool: return os.environ.get("FASTRL_AUTOTUNE", "1") != "0"

@@ -17,6 +17,14 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def check_gather_available(gather_distributed: bool) -> None:
+    """lightly's early check at construction: ``gather_distributed=True`` needs
+    torch.distributed (``ValueError`` when the build lacks it)."""
+    if gather_distributed and not dist.is_available():
+        raise ValueError("gather_distributed is True but torch.distributed is not available. Please set "
+                         "gather_distributed=False or install a torch version with distributed support.")
+
+
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
@@ -86,6 +94,16 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSumWithGrad.apply(x)
 
 
+def all_sizes(n_local: int, device=None) -> list[int]:
+    """Number of rows on every rank (``[n_local]`` when not distributed)."""
+    if not is_distributed():
+        return [int(n_local)]
+    t = torch.tensor([n_local], dtype=torch.long, device=device)
+    sizes = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, t)
+    return [int(s.item()) for s in sizes]
+
+
 def gather_offset(n_local: int, device=None) -> int:
     """Index of this rank's first row in the gathered batch."""
     if not is_distributed():
@@ -94,3 +112,61 @@ def gather_offset(n_local: int, device=None) -> int:
     sizes = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, t)
     return int(sum(int(s.item()) for s in sizes[: dist.get_rank()]))
+
+
+def _exchange(from_rank: int, to_rank: int, tensor: torch.Tensor) -> torch.Tensor:
+    recv = torch.empty_like(tensor)
+    ops = [dist.P2POp(dist.isend, tensor.contiguous(), to_rank), dist.P2POp(dist.irecv, recv, from_rank)]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return recv
+
+
+def _exchange_bidir(left: int, right: int, to_left: torch.Tensor, to_right: torch.Tensor):
+    from_left, from_right = torch.empty_like(to_right), torch.empty_like(to_left)
+    ops = [dist.P2POp(dist.isend, to_right.contiguous(), right), dist.P2POp(dist.isend, to_left.contiguous(), left),
+           dist.P2POp(dist.irecv, from_right, right), dist.P2POp(dist.irecv, from_left, left)]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return from_right, from_left
+
+
+class _NeighbourExchange(torch.autograd.Function):
+    """Send to ``to_rank``, receive from ``from_rank``; the gradient travels back."""
+
+    @staticmethod
+    def forward(ctx, from_rank, to_rank, tensor):
+        ctx.from_rank, ctx.to_rank = from_rank, to_rank
+        return _exchange(from_rank, to_rank, tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, _NeighbourExchange.apply(ctx.to_rank, ctx.from_rank, grad.contiguous())
+
+
+class _NeighbourExchangeBidir(torch.autograd.Function):
+    """Send ``to_left`` left and ``to_right`` right; returns (from_right, from_left)."""
+
+    @staticmethod
+    def forward(ctx, left, right, to_left, to_right):
+        ctx.left, ctx.right = left, right
+        return _exchange_bidir(left, right, to_left, to_right)
+
+    @staticmethod
+    def backward(ctx, g_from_right, g_from_left):
+        # what came from the right goes back right (it is "to_left" seen from there)
+        g_to_left, g_to_right = _NeighbourExchangeBidir.apply(ctx.right, ctx.left, g_from_right.contiguous(),
+                                                              g_from_left.contiguous())
+        return None, None, g_to_left, g_to_right
+
+
+def neighbour_exchange(from_rank: int, to_rank: int, tensor: torch.Tensor) -> torch.Tensor:
+    """Send ``tensor`` to ``to_rank`` and return the one received from ``from_rank``
+    (same shape), with gradients sent back the other way (open_clip's ring)."""
+    return _NeighbourExchange.apply(from_rank, to_rank, tensor)
+
+
+def neighbour_exchange_bidir(left: int, right: int, to_left: torch.Tensor, to_right: torch.Tensor):
+    """Send ``to_left`` to ``left`` and ``to_right`` to ``right`` at once; returns
+    ``(from_right, from_left)``, with gradients."""
+    return _NeighbourExchangeBidir.apply(left, right, to_left, to_right)

@@ -43,3 +43,22 @@ def run_distributed(fn, payload, world_size: int = 2):
     with tempfile.TemporaryDirectory() as outdir:
         mp.spawn(_entry, args=(world_size, port, fn, payload, outdir), nprocs=world_size, join=True)
         return [torch.load(os.path.join(outdir, f"rank{r}.pt")) for r in range(world_size)]
+
+
+def require_peer(name: str):
+    """The peer class from :func:`fastrl.losses.contrastive.reference.load_peer`.
+
+    Skips the test when the peer cannot be loaded, except in CI (the ``CI``
+    environment variable is set), where peer parity must run: there it fails.
+    """
+    import pytest
+
+    from fastrl.losses.contrastive.reference import load_peer
+
+    peer = load_peer(name)
+    if peer is None:
+        msg = f"peer {name!r} cannot be loaded (pip install --no-deps lightly==1.6.0 open_clip_torch==3.3.0)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " and CI is set: peer parity must run in CI")
+        pytest.skip(msg)
+    return peer

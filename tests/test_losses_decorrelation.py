@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dist_utils import require_peer
 from fastrl.losses import (BarlowTwinsLoss, NegativeCosineSimilarity, SimSiamLoss, VICRegLoss, barlow_twins_loss,
                            negative_cosine_similarity, simsiam_loss, vicreg_loss, vicreg_terms)
 from fastrl.losses.decorrelation.reference import (barlow_twins_reference, negative_cosine_reference,
@@ -34,17 +35,18 @@ def _rel(x, ref):
 
 
 def _check_against_fp64(fn, ref, z1, z2, device, peer=None):
-    """fp32 loss within 1e-5 of the fp64 official formula; fp32 gradients within
-    1e-4 (relative to the largest entry), or no worse than 4x the official formula
+    """fp32 loss within 1.2e-6 of the fp64 official formula (measured <= 4.1e-7
+    over these tests on both paths); fp32 gradients within 3e-6 relative to the
+    largest entry (measured <= 9.6e-7), or no worse than 3x the official formula
     itself in fp32 where the gradient is ill-conditioned (N = 2: batch-normalised
     values are +-1 whatever the input, so the true gradient is ~eps-sized)."""
     gout = torch.tensor(-1.7, dtype=torch.float64)
     l64, ga64, gb64 = _grads(ref, z1, z2, gout)
     l32, ga32, gb32 = _grads(fn, z1, z2, gout, device=device, dtype=torch.float32)
-    assert abs(float(l32 - l64)) <= 1e-5 * abs(float(l64)), (float(l32), float(l64))
+    assert abs(float(l32 - l64)) <= 1.2e-6 * abs(float(l64)), (float(l32), float(l64))
     _, pa, pb = _grads(peer or ref, z1, z2, gout, dtype=torch.float32)
     for g, p, r in ((ga32, pa, ga64), (gb32, pb, gb64)):
-        assert _rel(g, r) <= max(1e-4, 4 * _rel(p, r)), (_rel(g, r), _rel(p, r))
+        assert _rel(g, r) <= max(3e-6, 3 * _rel(p, r)), (_rel(g, r), _rel(p, r))
 
 
 def _skip_slow_interpreter(backend, form, d):
@@ -122,17 +124,19 @@ def test_half_precision_inputs(backend, device, dtype, name):
     loss = fn(a, b)
     (loss * gout.float()).backward()
     assert loss.dtype == torch.float32 and a.grad.dtype == dtype
-    assert abs(float(loss.detach()) - float(l64)) <= 1e-5 * abs(float(l64))
-    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    # measured against fp64: loss <= 1.1e-7, grads <= 5.3e-4 (fp16) and 4.2e-3 (bf16); ~3x
+    assert abs(float(loss.detach()) - float(l64)) <= 4e-7 * abs(float(l64))
+    tol = 1.3e-2 if dtype == torch.bfloat16 else 1.6e-3
     assert _rel(a.grad.double().cpu(), ga) < tol and _rel(b.grad.double().cpu(), gb) < tol
 
 
 @pytest.mark.parametrize("n,d", SHAPES)
 def test_against_lightly(n, d):
-    lightly_losses = pytest.importorskip("benchmarks.losses_decorrelation").lightly_losses
+    from benchmarks.losses_decorrelation import lightly_losses
     peers = lightly_losses()
     if len(peers) < 3:
-        pytest.skip("lightly not installed")
+        require_peer("lightly_vicreg")  # skips, or fails in CI
+        pytest.fail(f"lightly's decorrelation losses did not load: got {sorted(peers)}")
     z1, z2 = _views(n, d, seed=n + 13 * d)
     _check_against_fp64(BarlowTwinsLoss(), lambda a, b: barlow_twins_reference(a, b, 5e-3), z1, z2, "cpu",
                         peer=peers["BarlowTwinsLoss"]())

@@ -54,7 +54,9 @@ def test_gather_distributed_matches_single_process():
     per_rank = run_distributed(_worker, cases, world_size=2)
     for i, (z1, z2, dtype) in enumerate(cases):
         single = _run_case(z1, z2, dtype, 0, False)
-        tol = 1e-10 if dtype == torch.float64 else 1e-5
+        # measured: the gathered computation reproduces the single-process one bit for bit;
+        # allow ~3 ulps of the dtype for a different reduction order
+        tol = 1e-15 if dtype == torch.float64 else 4e-7
         for name, (loss, ga, gb) in single.items():
             lo = 0
             for rank in range(2):
@@ -62,5 +64,5 @@ def test_gather_distributed_matches_single_process():
                 hi = lo + SPLIT[rank]
                 assert abs(float(r_loss - loss)) <= tol * abs(float(loss)), (name, dtype)
                 for got, ref in ((r_ga / 2, ga[lo:hi]), (r_gb / 2, gb[lo:hi])):
-                    torch.testing.assert_close(got, ref, rtol=10 * tol, atol=10 * tol * float(ref.abs().max()))
+                    torch.testing.assert_close(got, ref, rtol=tol, atol=tol * float(ref.abs().max()))
                 lo = hi

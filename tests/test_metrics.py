@@ -137,10 +137,6 @@ def test_embedding_report_keys(rng):
 
 def test_alignment_uniformity_reexport():
     import fastrl.losses as losses
-    if hasattr(losses, "alignment"):
-        assert M.alignment is losses.alignment and M.uniformity is losses.uniformity
-    else:
-        with pytest.raises(AttributeError, match="fastrl.losses"):
-            M.alignment
+    assert M.alignment is losses.alignment and M.uniformity is losses.uniformity
     with pytest.raises(AttributeError):
         M.no_such_metric

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,24 +52,69 @@ def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False):
     return rlse, (clse if want_col else None)
 
 
+# largest |logit| accepted: far inside fp32 (3.4e38) so that LSEs, differences
+# and sums over 2^31 rows stay finite
+MAX_LOGIT = 1e20
+
+
+def as_scalar(value, name: str, like: torch.Tensor, *, positive: bool) -> torch.Tensor:
+    """A 0-d compute-dtype (fp32, fp64 for fp64 ``like``) tensor of a number or a
+    scalar tensor, which keeps its autograd graph. Rejects NaN/inf (and <= 0 when
+    ``positive``) and values beyond ``MAX_LOGIT``."""
+    if positive:
+        check_positive(value, name)
+    elif isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+    if not math.isfinite(v) or abs(v) > MAX_LOGIT:
+        raise ValueError(f"{name} must be finite with |{name}| <= {MAX_LOGIT:g}, got {v}")
+    cdt = torch.float64 if like.dtype == torch.float64 else torch.float32
+    if isinstance(value, torch.Tensor):
+        return value.reshape(()).to(device=like.device, dtype=cdt)
+    return torch.tensor(v, device=like.device, dtype=cdt)
+
+
 def _as_scale(value, name: str, like: torch.Tensor, *, invert: bool) -> torch.Tensor:
     """A 0-d compute-dtype tensor for ``1/temperature`` or ``logit_scale``."""
     check_positive(value, name)
-    cdt = torch.float64 if like.dtype == torch.float64 else torch.float32
-    if isinstance(value, torch.Tensor):
-        t = value.reshape(()).to(device=like.device, dtype=cdt)
-    else:
-        t = torch.tensor(float(value), device=like.device, dtype=cdt)
+    v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+    s = 1.0 / v if invert else v
+    if not s <= MAX_LOGIT:
+        allowed = f">= {1 / MAX_LOGIT:g}" if invert else f"<= {MAX_LOGIT:g}"
+        raise ValueError(f"{name} must be {allowed} (the logits overflow float32 beyond), got {v}")
+    t = as_scalar(value, name, like, positive=True) if isinstance(value, torch.Tensor) else \
+        torch.tensor(v, device=like.device, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
     return 1.0 / t if invert else t
 
 
-def _check_pair(a, b, name_a: str, name_b: str) -> None:
+def check_logit_range(scale: torch.Tensor, q: torch.Tensor, k: torch.Tensor, name: str, bias=None) -> None:
+    """Raise unless every logit ``scale * q_i.k_j (+ bias)`` is bounded by ``MAX_LOGIT``
+    (bound: ``scale * max|q_i| * max|k_j| + |bias|``, an O(N D) pass)."""
+    qn = float(torch.linalg.vector_norm(q.detach(), dim=1, dtype=torch.float64).max())
+    kn = float(torch.linalg.vector_norm(k.detach(), dim=1, dtype=torch.float64).max())
+    bound = float(scale.detach()) * qn * kn + (abs(float(bias.detach())) if bias is not None else 0.0)
+    if not bound <= MAX_LOGIT:
+        raise ValueError(f"{name} times the largest feature norms must keep |logits| <= {MAX_LOGIT:g} "
+                         f"(float32 overflows beyond); got {name}={float(scale.detach()):g} with norms "
+                         f"{qn:g} and {kn:g}")
+
+
+def check_pair(a, b, name_a: str, name_b: str) -> None:
+    """Both 2-D, same shape/dtype/device, finite, N >= 1 and D >= 1."""
     check_tensor(a, name_a, ndim=2)
     check_tensor(b, name_b, ndim=2)
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the same shape as {name_a} (matching N and D), "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
     check_same_dtype_device(a, b, name_a, name_b)
+    if a.shape[1] == 0:
+        raise ValueError(f"{name_a} and {name_b} have no features (D = 0): shape {tuple(a.shape)}")
+
+
+_check_pair = check_pair
 
 
 def _check_queue(queue, query) -> None:
@@ -134,6 +180,8 @@ def info_nce(query, key, temperature=0.1, *, queue=None, normalize=True, reducti
     scale = _as_scale(temperature, "temperature", query, invert=True)
     if normalize:
         query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
+    else:
+        check_logit_range(scale, query, key if queue is None else torch.cat([key, queue.to(key)]), "1/temperature")
     keys, _ = _gather(key, gather_distributed)
     lse, _ = lse_core(query, keys, scale)
     if queue is not None:
@@ -169,6 +217,8 @@ def moco_loss(query, key, queue, temperature=0.2, *, normalize=True, reduction="
     queue = queue.detach().to(query.dtype)
     if normalize:
         query, key, queue = F.normalize(query, dim=1), F.normalize(key, dim=1), F.normalize(queue, dim=1)
+    else:
+        check_logit_range(scale, query, torch.cat([key, queue]), "1/temperature")
     pos = scale * _rowdot(_compute(query), _compute(key))
     lse = torch.logaddexp(pos, lse_core(query, queue, scale)[0])
     return _reduce(lse - pos, reduction)
@@ -197,6 +247,9 @@ def nt_xent(z1, z2, temperature=0.5, *, normalize=True, gather_distributed=False
     n = z1.shape[0]
     if normalize:
         z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    else:
+        zz = torch.cat([z1, z2])
+        check_logit_range(scale, zz, zz, "1/temperature")
     z = torch.cat([z1, z2], dim=0)
     keys, offset = _gather(z, gather_distributed)
     # rank blocks of the gathered keys are [z1_r; z2_r]: self at i + offset
@@ -218,29 +271,67 @@ def clip_loss(image_features, text_features, logit_scale, logit_bias=None, *, ga
     logit_bias : float or 0-d torch.Tensor, optional
         Added to every logit (it cancels in the cross-entropy).
     gather_distributed : bool
-        open_clip ``local_loss=True, gather_with_grad=True`` layout.
+        Memory-efficient distributed layout (open_clip ``local_loss=True,
+        gather_with_grad=True``): each rank's rows against all ranks' rows.
+        The mean of the ranks' losses is the single-process loss of the whole
+        batch. For open_clip's other modes see :class:`ClipLoss`.
 
     Returns
     -------
     torch.Tensor, 0-d
     """
+    dist_mode = bool(gather_distributed) and fdist.is_distributed()
+    return _clip(image_features, text_features, logit_scale, logit_bias,
+                 local_loss=True, gather_with_grad=True, distributed=dist_mode)
+
+
+def _gather_open_clip(x: torch.Tensor, with_grad: bool, keep_local: bool) -> torch.Tensor:
+    """open_clip's ``gather_features`` for one tensor: with gradients, or without
+    them except (``keep_local``) through this rank's own slot."""
+    if with_grad:
+        return fdist.gather(x)
+    parts = list(torch.split(fdist.gather(x.detach()), fdist.all_sizes(x.shape[0], x.device)))
+    if keep_local:
+        parts[fdist.rank()] = x
+    return torch.cat(parts)
+
+
+def _clip(image_features, text_features, logit_scale, logit_bias, *, local_loss: bool, gather_with_grad: bool,
+          distributed: bool):
+    """CLIP loss in any of open_clip's four distributed modes (or one process).
+
+    ``local_loss``: this rank's rows against all keys, labels offset by the
+    rank's first row; otherwise the whole gathered N x N problem on every rank.
+    ``gather_with_grad``: the gathered keys carry gradients (summed over ranks
+    in backward); otherwise only this rank's own rows do (open_clip keeps the
+    local slot for ``local_loss=False`` and detaches all keys for ``local_loss=True``).
+    """
     _check_pair(image_features, text_features, "image_features", "text_features")
     scale = _as_scale(logit_scale, "logit_scale", image_features, invert=False)
-    n = image_features.shape[0]
-    if gather_distributed and fdist.is_distributed():
-        # each rank: its own rows against all keys, both directions
-        lse_i, _ = lse_core(image_features, _gather(text_features, True)[0], scale)
-        lse_t, _ = lse_core(text_features, _gather(image_features, True)[0], scale)
+    check_logit_range(scale, image_features, text_features, "logit_scale")
+    img, txt = image_features, text_features
+    if distributed and local_loss:
+        keys_t = _gather_open_clip(txt, gather_with_grad, keep_local=False)
+        keys_i = _gather_open_clip(img, gather_with_grad, keep_local=False)
+        lse_i, _ = lse_core(img, keys_t, scale)
+        lse_t, _ = lse_core(txt, keys_i, scale)
+        # the positive is the local row of the gathered keys (no gradient through it without gather_with_grad)
+        pos_txt = txt if gather_with_grad else txt.detach()
+        pos_img = img if gather_with_grad else img.detach()
+        pos_i = scale * _rowdot(_compute(img), _compute(pos_txt))
+        pos_t = scale * _rowdot(_compute(txt), _compute(pos_img))
+        loss = ((lse_i - pos_i) + (lse_t - pos_t)).mean() / 2
     else:
-        lse_i, lse_t = lse_core(image_features, text_features, scale, want_col=True)
-    pos = scale * _rowdot(_compute(image_features), _compute(text_features))
-    # a logit bias shifts every logit, positives included: it cancels exactly
-    loss = ((lse_i - pos) + (lse_t - pos)).mean() / 2
+        if distributed:
+            img = _gather_open_clip(img, gather_with_grad, keep_local=True)
+            txt = _gather_open_clip(txt, gather_with_grad, keep_local=True)
+        lse_i, lse_t = lse_core(img, txt, scale, want_col=True)
+        pos = scale * _rowdot(_compute(img), _compute(txt))
+        loss = ((lse_i - pos) + (lse_t - pos)).mean() / 2
     if logit_bias is not None:
-        bias = logit_bias if isinstance(logit_bias, torch.Tensor) else torch.tensor(float(logit_bias))
-        if not bool(torch.isfinite(bias).all()):
-            raise ValueError("logit_bias must be finite")
-        loss = loss + 0.0 * bias.to(loss)
+        # a logit bias shifts every logit, positives included: it cancels exactly
+        bias = as_scalar(logit_bias, "logit_bias", image_features, positive=False)
+        loss = loss + 0.0 * bias
     return loss
 
 
@@ -264,23 +355,32 @@ def alignment(x, y, alpha=2):
 def uniformity(x, t=2):
     """Uniformity loss of Wang & Isola: ``log mean_{i<j} exp(-t ||x_i - x_j||^2)``.
 
-    Tiled: with ``a_ij = 2t x_i.x_j - t|x_i|^2 - t|x_j|^2`` the loss is
+    Tiled: the input is centred first (the loss is translation-invariant, and
+    centring keeps the expansion below exact in fp32 for offset data); with
+    ``a_ij = 2t x_i.x_j - t|x_i|^2 - t|x_j|^2`` the loss is
     ``LSE_{i != j} a_ij - log(N (N - 1))``; the per-row LSE comes from the
     core on the augmented rows ``[x_i, 1]`` and ``[x_j, -|x_j|^2 / 2]``.
 
     Parameters
     ----------
-    x : torch.Tensor [N, D], N >= 2
-    t : float, > 0
+    x : torch.Tensor [N, D], N >= 2, D >= 1
+    t : float, > 0, with ``t * max|x_i - mean|^2 <= 1e20`` (float32 range)
 
     Returns
     -------
     torch.Tensor, 0-d
     """
     check_tensor(x, "x", ndim=2, min_rows=2)
+    if x.shape[1] == 0:
+        raise ValueError(f"x has no features (D = 0): shape {tuple(x.shape)}")
     check_positive(t, "t", allow_tensor=False)
     xc = _compute(x)
+    xc = xc - xc.mean(dim=0, keepdim=True)
     sq = (xc * xc).sum(1, keepdim=True)
+    bound = 4.0 * float(t) * float(sq.detach().max())
+    if not bound <= MAX_LOGIT:
+        raise ValueError(f"t times the squared spread of x must be <= {MAX_LOGIT:g} (float32 overflows beyond), "
+                         f"got t={float(t):g} with max |x_i - mean|^2 = {float(sq.detach().max()):g}")
     q = torch.cat([xc, torch.ones_like(sq)], dim=1)
     k = torch.cat([xc, -0.5 * sq], dim=1)
     scale = torch.tensor(2.0 * float(t), dtype=xc.dtype, device=x.device)

@@ -4,6 +4,12 @@ formulas of lightly's ``NTXentLoss`` and open_clip's ``ClipLoss`` and are
 used by the tests; they need O(N^2) memory."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
+import types
+
 import torch
 import torch.nn.functional as F
 
@@ -66,16 +72,15 @@ def uniformity_reference(x, t=2):
 def _load_module_file(package: str, relpath: str, stubs: tuple = ()):
     """Import ``package/relpath`` without running ``package/__init__.py``
     (lightly's and open_clip's package imports pull in torchvision)."""
-    import importlib
-    import importlib.util
-    import os
-    import sys
-    import types
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    root = os.path.dirname(spec.origin)
+    loaded = sys.modules.get(package)
+    if loaded is not None and getattr(loaded, "__spec__", None) is None and getattr(loaded, "__path__", None):
+        root = list(loaded.__path__)[0]  # a bare namespace made by an earlier call
+    else:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            return None
+        root = os.path.dirname(spec.origin)
     parts = relpath[:-3].split("/")
     for i in range(len(parts)):  # parent packages as bare namespaces
         name = ".".join([package] + parts[:i])
@@ -90,27 +95,32 @@ def _load_module_file(package: str, relpath: str, stubs: tuple = ()):
     return importlib.import_module(".".join([package] + parts))
 
 
+# name -> (package, module file, class, stubs of modules that need torchvision)
+_PEERS = {
+    "lightly": ("lightly", "loss/ntx_ent_loss.py", "NTXentLoss", (("lightly.models.utils", {}),)),
+    "lightly_memory_bank": ("lightly", "models/modules/memory_bank.py", "MemoryBankModule",
+                            (("lightly.models.utils", {}),)),
+    "lightly_vicreg": ("lightly", "loss/vicreg_loss.py", "VICRegLoss", ()),
+    "open_clip": ("open_clip", "loss.py", "ClipLoss", ()),
+    "open_clip_siglip": ("open_clip", "loss.py", "SigLipLoss", ()),
+}
+
+
 def load_peer(name: str):
-    """The peer loss class: ``"lightly"`` -> ``NTXentLoss``, ``"open_clip"`` ->
-    ``ClipLoss``; None when the package is not installed or cannot load.
+    """The peer class named in ``_PEERS`` (``"lightly"`` -> ``NTXentLoss``,
+    ``"lightly_memory_bank"`` -> ``MemoryBankModule``, ``"lightly_vicreg"`` ->
+    ``VICRegLoss``, ``"open_clip"`` -> ``ClipLoss``, ``"open_clip_siglip"`` ->
+    ``SigLipLoss``); None when the package is not installed or cannot load.
     Used by the tests and benchmarks only."""
+    if name not in _PEERS:
+        raise ValueError(f"unknown peer {name!r}")
+    package, relpath, attr, stubs = _PEERS[name]
     try:
-        if name == "lightly":
-            try:
-                from lightly.loss import NTXentLoss
-            except Exception:
-                # lightly.models.utils (torchvision) is only used with a distributed memory bank
-                mod = _load_module_file("lightly", "loss/ntx_ent_loss.py",
-                                        stubs=(("lightly.models.utils", {}),))
-                NTXentLoss = mod.NTXentLoss if mod is not None else None
-            return NTXentLoss
-        if name == "open_clip":
-            try:
-                from open_clip.loss import ClipLoss
-            except Exception:
-                mod = _load_module_file("open_clip", "loss.py")
-                ClipLoss = mod.ClipLoss if mod is not None else None
-            return ClipLoss
+        try:
+            mod = importlib.import_module(package + "." + relpath[:-3].replace("/", "."))
+        except Exception:
+            # the package's __init__ pulls in torchvision: load the one file
+            mod = _load_module_file(package, relpath, stubs=stubs)
+        return getattr(mod, attr, None) if mod is not None else None
     except Exception:
         return None
-    raise ValueError(f"unknown peer {name!r}")
