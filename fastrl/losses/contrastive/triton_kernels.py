@@ -170,26 +170,28 @@ def _lse_bwd_kernel(A, B, OUT, OUT_B, LSE_R, G_R, LSE_C, G_C, GMAX, M, N, D, str
 CONFIGS = (
     dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3),
     dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2),
+    dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),  # forward at D = 512
     dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3),
-    dict(BLOCK_M=64, BLOCK_N=128, num_warps=8, num_stages=3),
-    dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3),
-    dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2),  # fallback for very wide D
+    dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2),  # backward at D = 512
+    dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1),  # fallback for very wide D
 )
 _SMEM_BYTES = 200 * 1024  # of Hopper's 227 KiB per block, leaving room for the epilogue
 
 
-def admissible(cfg: dict, block_d: int, elem_bytes: int = 2) -> bool:
-    """Whether a tile config fits: the fp32 accumulator [BLOCK_M, BLOCK_D] and the
-    tiles (A block + num_stages B tiles) within the register/shared-memory budget."""
-    bm, bn, st = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_stages"]
-    regs_ok = bm * block_d <= 65536 and bn * block_d <= 32768 and bm * bn <= 16384
-    smem_ok = (bm + st * bn) * block_d * elem_bytes <= _SMEM_BYTES
-    return regs_ok and smem_ok
+def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = False) -> bool:
+    """Whether a tile config fits Hopper: shared memory for the A block and num_stages
+    B tiles; registers (<= 192 fp32 per thread of the 255) for the S tile and, in the backward,
+    the [BLOCK_M, BLOCK_D] accumulator."""
+    bm, bn, st, w = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_stages"], cfg["num_warps"]
+    threads = 32 * w
+    regs = bm * bn + (bm * block_d if backward else 0)
+    smem = (bm + st * bn) * block_d * elem_bytes
+    return regs <= 192 * threads and smem <= _SMEM_BYTES
 
 
-def kept_configs(block_d: int, elem_bytes: int = 2) -> list[dict]:
+def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False) -> list[dict]:
     """The configs the pruner keeps for this BLOCK_D (never empty: the last is the fallback)."""
-    kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes)]
+    kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes, backward)]
     return kept or [CONFIGS[-1]]
 
 
@@ -198,7 +200,7 @@ def _prune(configs, named_args, **kwargs):
     a = named_args.get("A")
     eb = a.element_size() if hasattr(a, "element_size") else 2
     names = [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
-    keep = kept_configs(bd, eb)
+    keep = kept_configs(bd, eb, backward="OUT_B" in named_args)
     return [c for c, n in zip(configs, names) if n in keep] or configs[-1:]
 
 
@@ -246,19 +248,19 @@ def tile_config(cfg: dict | None = None, col_groups: int | None = None):
         _override.update(saved)
 
 
-def _fixed(block_d: int, elem_bytes: int) -> dict | None:
+def _fixed(block_d: int, elem_bytes: int, backward: bool = False) -> dict | None:
     """The launch config when not autotuning, or None to autotune."""
     if "cfg" in _override:
         return _override["cfg"]
     if interpreting():
         return _INTERP_TILES
     if not autotune_enabled():
-        return kept_configs(block_d, elem_bytes)[0]
+        return kept_configs(block_d, elem_bytes, backward)[0]
     return None
 
 
 def _launch(kernel, tuned, grid_of, args, flags, block_d: int, elem_bytes: int) -> None:
-    cfg = _fixed(block_d, elem_bytes)
+    cfg = _fixed(block_d, elem_bytes, backward="GRAD_B" in flags)
     if cfg is None:
         tuned[lambda meta: grid_of(meta["BLOCK_M"])](*args, **flags)
     else:
