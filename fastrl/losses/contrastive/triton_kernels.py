@@ -259,12 +259,17 @@ def _fixed(block_d: int, elem_bytes: int, backward: bool = False) -> dict | None
     return None
 
 
+LAST_LAUNCH: dict = {}  # "fwd"/"bwd" -> (compiled kernel or None, config): registers, spills, smem for benchmarks
+
+
 def _launch(kernel, tuned, grid_of, args, flags, block_d: int, elem_bytes: int) -> None:
     cfg = _fixed(block_d, elem_bytes, backward="GRAD_B" in flags)
     if cfg is None:
-        tuned[lambda meta: grid_of(meta["BLOCK_M"])](*args, **flags)
+        ret = tuned[lambda meta: grid_of(meta["BLOCK_M"])](*args, **flags)
+        cfg = getattr(tuned, "best_config", None)
     else:
-        kernel[grid_of(cfg["BLOCK_M"])](*args, **flags, **cfg)
+        ret = kernel[grid_of(cfg["BLOCK_M"])](*args, **flags, **cfg)
+    LAST_LAUNCH["bwd" if "GRAD_B" in flags else "fwd"] = (ret, cfg)
 
 
 def _common(a: torch.Tensor, precision: str | None):
