@@ -10,12 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastrl._dispatch import autotune_enabled, backend_info, fp32_precision, use_backend
+from fastrl._dispatch import autotune_enabled, backend_info, fp32_precision, interpreting, use_backend
 from fastrl.losses.contrastive import clip_loss, info_nce, lse_core, nt_xent
 
 from conftest import triton_device, triton_runnable
 
 needs_triton = pytest.mark.skipif(not triton_runnable(), reason="triton path not runnable here")
+# native kernels on a CUDA device (benchmarks/gpu_check.sh runs them with -m "gpu or not slow")
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available() or interpreting(),
+                                   reason="needs a CUDA device (native Triton kernels)")
 
 
 def _tk():
@@ -27,21 +30,20 @@ def _leaf(x, dev, dtype=None):
     return x.detach().to(dev, dtype or x.dtype).clone().requires_grad_()
 
 
-def _clip_grad_errors(n, d, dtype, backend, grad_scale=1.0, tiles=None):
-    """Relative max error of the clip_loss feature gradients against fp64 on the CPU path."""
-    dev = triton_device() if backend == "triton" else "cpu"
+def _clip_grad_errors(n, d, dtype, backend, grad_scale=1.0, tiles=None, ref_device="cpu"):
+    """Relative max error of the clip_loss feature gradients against fp64 (CPU path on ref_device)."""
     g = torch.Generator().manual_seed(0)
     a = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
     b = F.normalize(a + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
 
-    def grads(x, y, be, dt):
-        x, y = _leaf(x, dev, dt), _leaf(y, dev, dt)
+    def grads(be, dt, dev):
+        x, y = _leaf(a, dev, dt), _leaf(b, dev, dt)
         with use_backend(be), _tk().tile_config(tiles):
             (clip_loss(x, y, 10.0) * grad_scale).backward()
         return x.grad.double().cpu(), y.grad.double().cpu()
 
-    ref = grads(a, b, "cpu", torch.float64)
-    out = grads(a, b, backend, dtype)
+    ref = grads("cpu", torch.float64, ref_device)
+    out = grads(backend, dtype, triton_device() if backend == "triton" else ref_device)
     return [float((o - r).abs().max() / r.abs().max()) for o, r in zip(out, ref)]
 
 
@@ -221,3 +223,15 @@ def test_stored_logits_budget(monkeypatch):
     monkeypatch.setenv("FASTRL_LOGITS_BUDGET_MB", "lots")
     with pytest.raises(ValueError, match="FASTRL_LOGITS_BUDGET_MB"):
         stored.fits(8, 8, torch.float32)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2.5e-3), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("n", [2048, 16384])
+def test_native_clip_gradient_large_n(dtype, tol, n):
+    # on the GPU, with the tuned (or FASTRL_AUTOTUNE=0 fixed) tiles: the fp16 gradient at N = 16k
+    # is the case that underflowed; the fp64 reference is the CPU path on the same device
+    errs = _clip_grad_errors(n, 256, dtype, "triton", ref_device="cuda")
+    assert max(errs) < tol, errs
+
