@@ -43,8 +43,9 @@ import triton.language as tl
 
 from fastrl._dispatch import autotune_enabled, fp32_precision, interpreting, upcast_bf16_dot
 
-_NEG_INF = float("-inf")
-_P_SCALE = 16384.0  # fp16 P is stored as P * 2^14 / max|g| (<= 2^15 < 65504)
+# globals read inside @triton.jit must be tl.constexpr (a compile error on a GPU otherwise)
+_NEG_INF = tl.constexpr(float("-inf"))
+_P_SCALE = tl.constexpr(16384.0)  # fp16 P is stored as P * 2^14 / max|g| (<= 2^15 < 65504)
 _SCALE_FP16_P = True  # False reproduces the old fp16 underflow (tests only)
 
 
@@ -178,21 +179,41 @@ CONFIGS = (
 _SMEM_BYTES = 200 * 1024  # of Hopper's 227 KiB per block, leaving room for the epilogue
 
 
-def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = False) -> bool:
-    """Whether a tile config fits Hopper: shared memory for the A block and num_stages
-    B tiles; registers (<= 192 fp32 per thread of the 255) for the S tile and, in the backward,
-    the [BLOCK_M, BLOCK_D] accumulator."""
+def _cost(cfg: dict, block_d: int, elem_bytes: int, backward: bool):
+    """(shared bytes, fp32 register values per thread) estimated for a config.
+
+    Fitted to ptxas on sm_90 (Triton 3.9): the forward holds the A block (fp32 operands
+    three times: tf32x3 splits them) and the S tile; the backward also the [BLOCK_M, D]
+    accumulator, the [BLOCK_N, D] dK tile and P. fp32 operands take twice the shared
+    memory (the tf32x3 hi/lo split), the backward ~1.4x the forward's.
+    """
     bm, bn, st, w = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_stages"], cfg["num_warps"]
     threads = 32 * w
-    regs = bm * bn + (bm * block_d if backward else 0)
-    smem = (bm + st * bn) * block_d * elem_bytes
-    return regs <= 192 * threads and smem <= _SMEM_BYTES
+    smem = (bm + st * bn) * block_d * elem_bytes * (2 if elem_bytes == 4 else 1) * (1.4 if backward else 1.0)
+    if backward:
+        regs = (2 * bm * bn + bm * block_d + bn * block_d) / threads
+    else:
+        regs = bm * bn / threads + bm * block_d * elem_bytes * (3 if elem_bytes == 4 else 1) / (4 * threads)
+    return smem, regs
+
+
+def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = False) -> bool:
+    """Whether a tile config fits Hopper without register spills (see :func:`_cost`):
+    shared memory <= 200 KiB of the 227, and a register estimate that ptxas compiled
+    without spilling (backward <= 64, forward <= 210 values per thread)."""
+    smem, regs = _cost(cfg, block_d, elem_bytes, backward)
+    return smem <= _SMEM_BYTES and regs <= (64 if backward else 210)
 
 
 def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False) -> list[dict]:
-    """The configs the pruner keeps for this BLOCK_D (never empty: the last is the fallback)."""
+    """The configs the pruner keeps for this BLOCK_D, in order of preference. Never empty:
+    when none fits, the one with the fewest registers among those that fit shared memory
+    (it will spill; e.g. the backward at D = 512, whose accumulator alone is BLOCK_M x 512)."""
     kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes, backward)]
-    return kept or [CONFIGS[-1]]
+    if kept:
+        return kept
+    fit = [c for c in CONFIGS if _cost(c, block_d, elem_bytes, backward)[0] <= _SMEM_BYTES] or [CONFIGS[-1]]
+    return [min(fit, key=lambda c: _cost(c, block_d, elem_bytes, backward)[1])]
 
 
 def _prune(configs, named_args, **kwargs):
@@ -305,7 +326,7 @@ def lse_fwd(a: torch.Tensor, b: torch.Tensor, scale: float, mask_offset, want_co
     bm_min = cfg["BLOCK_M"] if cfg is not None else min(c["BLOCK_M"] for c in CONFIGS)
     groups = min(_col_groups(n, a.device), triton.cdiv(m, bm_min)) if want_col else 1
     shape = (groups, n) if want_col else (1,)
-    cm = torch.full(shape, _NEG_INF, dtype=torch.float32, device=a.device)
+    cm = torch.full(shape, float("-inf"), dtype=torch.float32, device=a.device)
     cl = torch.zeros(shape, dtype=torch.float32, device=a.device)
     args = (a, b, out, cm, cl, m, n, d, a.stride(0), b.stride(0), scale,
             0 if mask_offset is None else int(mask_offset), n_bucket(n))
