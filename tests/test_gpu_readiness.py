@@ -165,8 +165,9 @@ def test_tuning_space_is_small_and_admits_wide_tiles():
     # and 64, the backward (with its [BLOCK_M, D] fp32 accumulator) 64
     assert {128, 64} <= {c["BLOCK_M"] for c in tk.kept_configs(512, 2)}
     assert tk.kept_configs(512, 2, backward=True)[0]["BLOCK_M"] == 64
-    # without register spills on sm_90 (ptxas): the fp16 backward at D = 128 keeps 64 x 32 only
-    assert [(c["BLOCK_M"], c["BLOCK_N"]) for c in tk.kept_configs(128, 2, backward=True)] == [(64, 32)]
+    # without register spills on sm_90 (ptxas, benchmarks/aot_sm90.py): the fp16 backward at
+    # D = 128 keeps 64 x 32 and the 16 x 32 fallback; 128-row tiles spilled there
+    assert [(c["BLOCK_M"], c["BLOCK_N"]) for c in tk.kept_configs(128, 2, backward=True)] == [(64, 32), (16, 32)]
     assert tk.kept_configs(128, 2)[0]["BLOCK_M"] == 128  # the fixed config at small D
     assert tk.kept_configs(8192, 4) == [tk.CONFIGS[-1]]  # never empty
     assert [tk.n_bucket(n) for n in (10, 1024, 1025, 5000, 65536, 10 ** 6)] == [1024, 1024, 4096, 16384, 65536,

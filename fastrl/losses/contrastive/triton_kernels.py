@@ -174,7 +174,7 @@ CONFIGS = (
     dict(BLOCK_M=128, BLOCK_N=32, num_warps=8, num_stages=2),  # forward at D = 512
     dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3),
     dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2),  # backward at D = 512
-    dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1),  # fallback for very wide D
+    dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1),  # fallback for wide D (fp32 D = 512: 192 KiB smem)
 )
 _SMEM_BYTES = 200 * 1024  # of Hopper's 227 KiB per block, leaving room for the epilogue
 
@@ -206,14 +206,20 @@ def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = Fa
 
 
 def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False) -> list[dict]:
-    """The configs the pruner keeps for this BLOCK_D, in order of preference. Never empty:
-    when none fits, the one with the fewest registers among those that fit shared memory
-    (it will spill; e.g. the backward at D = 512, whose accumulator alone is BLOCK_M x 512)."""
+    """The configs the pruner keeps for this BLOCK_D, in order of preference. Never empty.
+
+    When none is spill-free (the backward at D = 512, whose accumulator alone is
+    BLOCK_M x 512 fp32), it keeps the wide-row tiles (BLOCK_M >= 64: B is re-read every
+    64 rows, at the cost of spills) that fit shared memory, then the one with the fewest
+    registers (fewer spills, B re-read every 16 rows): autotuning, or the GPU check's
+    per-config timings, decide between them.
+    """
     kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes, backward)]
     if kept:
         return kept
     fit = [c for c in CONFIGS if _cost(c, block_d, elem_bytes, backward)[0] <= _SMEM_BYTES] or [CONFIGS[-1]]
-    return [min(fit, key=lambda c: _cost(c, block_d, elem_bytes, backward)[1])]
+    lean = min(fit, key=lambda c: _cost(c, block_d, elem_bytes, backward)[1])
+    return [c for c in fit if c["BLOCK_M"] >= 64 and c is not lean] + [lean]
 
 
 def _prune(configs, named_args, **kwargs):
