@@ -280,3 +280,16 @@ def test_vq_nearest_kernel_tiles(mask_tiles, dtype):
     with use_backend("triton"):
         out = vq_nearest(z.to(triton_device()), code.to(triton_device()))
     assert torch.equal(out.cpu(), want)
+
+
+@pytest.mark.slow
+def test_every_kernel_compiles_for_sm90():
+    # no GPU needed: Triton's compiler and the wheel's ptxas run on the CPU (about a minute);
+    # catches compile errors, shared memory over 227 KiB (the interpreter models neither)
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "aot_sm90.py"), "--quick"], cwd=root,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0 and "PASS" in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
