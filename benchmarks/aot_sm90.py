@@ -92,6 +92,8 @@ def cases(quick: bool):
         bt = dict(ptrs("A", "B", "GA", "GRAD"), N=i32, D=i32, stride_a=i32, stride_b=i32, stride_g=i32, scale=f32,
                   w_off=f32, w_diag=f32, eps=f32)
         yield ("decorr_cross_bwd", c, dk._cross_bwd_kernel, bt, c, 4, 2)
+        c16 = dict(c, BLOCK_I=16)  # the narrow column blocks of small D
+        yield ("decorr_cross_bwd", c16, dk._cross_bwd_kernel, bt, c16, 4, 2)
     for d, cauchy in ((2, True), (2, False), (3, True)):
         c = dict(D=d, CAUCHY=cauchy, BLOCK_M=32, BLOCK_N=64)
         yield ("tsne_repulsive", c, tt._repulsive_kernel,

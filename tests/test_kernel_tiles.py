@@ -115,12 +115,13 @@ def decorr_tiles(monkeypatch):
     return dk
 
 
-@pytest.mark.parametrize("loss", ["barlow", "vicreg"])
-def test_decorrelation_cross_form_tiles(decorr_tiles, loss):
+@pytest.mark.parametrize("loss,block_j", [("barlow", None), ("vicreg", None), ("barlow", 32)])
+def test_decorrelation_cross_form_tiles(decorr_tiles, monkeypatch, loss, block_j):
     # D = 33 over 16-wide column tiles (3 x 3 tiles of C), N = 130 over 64-row blocks:
     # _cross_fwd_kernel, _cross_bwd_kernel (its j and n loops) and _col_stats_kernel
     from fastrl.losses.decorrelation import barlow_twins_loss, vicreg_loss
     from fastrl.losses.decorrelation.reference import barlow_twins_reference, vicreg_reference
+    monkeypatch.setitem(decorr_tiles.TILES, "block_j", block_j)  # backward: 16-column dA blocks, 32-wide C tiles
     g = torch.Generator().manual_seed(4)
     z1 = torch.randn(130, 33, generator=g, dtype=torch.float64)
     z2 = 0.6 * z1 + torch.randn(130, 33, generator=g, dtype=torch.float64)

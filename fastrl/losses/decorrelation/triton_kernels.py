@@ -28,7 +28,7 @@ _KIND = {"barlow": 0, "hinge": 1}
 # both N x N fp32 Grams kept when they take at most this much (2 x 1 GiB: N <= 16384)
 GRAM_KEEP_BYTES = 2 << 30
 # tile sizes; None = the default for the machine (tests set small tiles to run every loop)
-TILES = {"block_i": None, "block_n": None, "stats_n": None, "stats_d": None}
+TILES = {"block_i": None, "block_j": None, "block_n": None, "stats_n": None, "stats_d": None}
 
 
 def _blocks():
@@ -205,10 +205,17 @@ def cross_parts(A, B, scale, w_off, kind, w_diag, eps):
 def _cross_grad(A, B, scale, w_off, kind, w_diag, eps, grad):
     n, d = A.shape
     bi, bn = _blocks()
+    bj = TILES["block_j"] or bi  # the backward's C tiles may be wider than its dA column block
+    if A.is_cuda and TILES["block_i"] is None:
+        # one program per BLOCK_I columns of dA: narrower column blocks until the grid
+        # covers every SM twice (D = 2048 gives 32 programs of 64 columns)
+        sms = torch.cuda.get_device_properties(A.device).multi_processor_count
+        while bi > 16 and triton.cdiv(d, bi) < 2 * sms:
+            bi //= 2
     gA = torch.zeros_like(A)
     _cross_bwd_kernel[(triton.cdiv(d, bi),)](A, B, gA, grad, n, d, A.stride(0), B.stride(0), gA.stride(0),
                                              float(scale), float(w_off), float(w_diag), float(eps),
-                                             KIND=_KIND[kind], PREC=fp32_precision(), BLOCK_I=bi, BLOCK_J=bi,
+                                             KIND=_KIND[kind], PREC=fp32_precision(), BLOCK_I=bi, BLOCK_J=bj,
                                              BLOCK_N=bn)
     return gA
 
