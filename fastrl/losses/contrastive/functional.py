@@ -51,10 +51,10 @@ def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False, 
     (torch.Tensor [M], torch.Tensor [N] or None)
         float32 (float64 for float64 inputs) row LSE and column LSE.
     """
+    from fastrl._dispatch import fp32_precision
+    precision = fp32_precision(precision)  # validated on every path, used by the Triton kernels
     if use_triton(q, k) and q.dtype != torch.float64:
         from . import stored
-        from fastrl._dispatch import fp32_precision
-        precision = fp32_precision(precision)  # validated on every path
         keep = stored.fits(q.shape[0], k.shape[0], q.dtype) if store_logits is None else bool(store_logits)
         if keep:
             fn = stored.StoredLSE
