@@ -125,6 +125,31 @@ def upcast_bf16_dot(dtype: torch.dtype) -> bool:
     return dtype == torch.bfloat16 and interpreting()
 
 
+def autotune_enabled() -> bool:
+    """True unless ``FASTRL_AUTOTUNE=0``: then every Triton kernel launches one fixed,
+    known-good tile configuration and skips autotuning (no compile-everything first call)."""
+    return os.environ.get("FASTRL_AUTOTUNE", "1") != "0"
+
+
+FP32_PRECISIONS = ("tf32x3", "ieee", "tf32")
+
+
+def fp32_precision(override: str | None = None) -> str:
+    """``tl.dot`` input precision for fp32 operands on the GPU.
+
+    ``"tf32x3"`` (default): TF32 tensor cores with error compensation (three TF32
+    products), close to fp32 accuracy at tensor-core speed; ``"ieee"``: exact fp32
+    products on the FMA units (about 30x slower); ``"tf32"``: one TF32 product
+    (10-bit mantissa). Chosen by ``override``, else ``FASTRL_FP32_PRECISION``.
+    The interpreter computes every precision exactly (IEEE).
+    """
+    name = override if override is not None else (os.environ.get("FASTRL_FP32_PRECISION") or "tf32x3")
+    name = str(name).strip().lower()
+    if name not in FP32_PRECISIONS:
+        raise ValueError(f"fp32 precision (FASTRL_FP32_PRECISION) must be one of {FP32_PRECISIONS}, got {name!r}")
+    return name
+
+
 def _core():
     try:
         from fastrl import _C
@@ -142,7 +167,9 @@ def backend_info() -> dict:
         ``compiled_core`` (bool), ``cpu_kernel`` (the ISA of the kNN kernel),
         ``openmp`` (bool), ``openmp_threads`` (int), ``triton`` (bool),
         ``triton_interpret`` (bool), ``cuda`` (bool), ``cuda_devices`` (int),
-        ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str).
+        ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str),
+        ``autotune`` (bool, ``FASTRL_AUTOTUNE``), ``fp32_precision`` (str,
+        ``FASTRL_FP32_PRECISION``).
     """
     core = _core()
     info = {
@@ -157,8 +184,8 @@ def backend_info() -> dict:
         "numba": importlib.util.find_spec("numba") is not None,
         "torch_threads": torch.get_num_threads(),
         "requested_backend": requested_backend(),
+        "autotune": autotune_enabled(),
+        "fp32_precision": fp32_precision(),
     }
     return info
 
-
-def autotune_enabled() -> bool: return os.environ.get("FASTRL_AUTOTUNE", "1") != "0"

@@ -10,6 +10,9 @@ import triton.language as tl
 
 from fastrl._dispatch import upcast_bf16_dot
 
+# tile sizes; None = the default (tests set small tiles so that every loop and grid runs several tiles)
+TILES = {"gather_d": None, "bert": None, "vq_n": None, "vq_k": None, "vq_d": None}
+
 
 # ---------------------------------------------------------------- gather
 # One program per output row (b, k): out[b, k, :] = src row ids[b, k] of sample b.
@@ -54,7 +57,7 @@ def gather_rows(src: torch.Tensor, ids: torch.Tensor, out: torch.Tensor, patch: 
         sb, sl, sd = src.stride()
         sc = sh = sw = 0
         C, gw = 1, 1
-    block = min(1024, triton.next_power_of_2(D))
+    block = TILES["gather_d"] or min(1024, triton.next_power_of_2(D))
     _gather_rows_kernel[(B * K,)](src, ids, out, K, D, sb, sc, sh, sw, sl, sd,
                                   P=max(patch, 1), C=C, GRID_W=gw, PATCH=bool(patch), BLOCK_D=block)
     return out
@@ -155,7 +158,7 @@ def bert_mask(ids, special, vocab, mask_id, t_sel, t_mask, t_rand, k0, k1):
     labels = torch.empty_like(flat)
     n = flat.numel()
     sp = special.reshape(-1).to(torch.uint8) if special is not None else flat
-    block = 1024
+    block = TILES["bert"] or 1024
     _bert_mask_kernel[(triton.cdiv(n, block),)](flat, sp, out, labels, n, vocab, mask_id, t_sel, t_mask,
                                                 t_rand, k0, k1, HAS_SPECIAL=special is not None, BLOCK=block)
     return out.view(ids.shape), labels.view(ids.shape)
@@ -210,8 +213,8 @@ def vq_nearest(z, codebook, cn):
     N, D = z.shape
     K = codebook.shape[0]
     out = torch.empty(N, device=z.device, dtype=torch.int64)
-    BLOCK_N, BLOCK_K = 32, 64
-    BLOCK_D = max(16, min(64, triton.next_power_of_2(D)))
+    BLOCK_N, BLOCK_K = TILES["vq_n"] or 32, TILES["vq_k"] or 64
+    BLOCK_D = TILES["vq_d"] or max(16, min(64, triton.next_power_of_2(D)))
     _vq_nearest_kernel[(triton.cdiv(N, BLOCK_N),)](z, codebook, cn, out, N, K, D, *z.stride(), *codebook.stride(),
                                                    UPCAST=upcast_bf16_dot(z.dtype),
                                                    IEEE=z.dtype in (torch.float32, torch.float64)

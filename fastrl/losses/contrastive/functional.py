@@ -22,7 +22,8 @@ from fastrl._validation import check_choice, check_positive, check_same_dtype_de
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False):
+def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False, precision=None,
+             store_logits=None):
     """Row (and column) log-sum-exp of ``scale * q k^T`` without the N x N matrix.
 
     Parameters
@@ -33,22 +34,37 @@ def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False):
     scale : torch.Tensor, 0-d
         Multiplier of the logits (receives a gradient).
     mask_offset : int, optional
-        Exclude the entries ``j == i + mask_offset``.
+        Exclude the entries ``j == i + mask_offset`` (from the row and the column LSE).
     want_col : bool
         Also return the column LSE [N].
     symmetric : bool
         ``k`` is ``q``: the backward needs one pass instead of two.
+    precision : {"tf32x3", "ieee", "tf32"}, optional
+        fp32 ``tl.dot`` precision of the Triton path (default
+        ``FASTRL_FP32_PRECISION``, else ``"tf32x3"``); ignored elsewhere.
+    store_logits : bool, optional
+        Triton path only: keep the M x N fp32 logits for the backward (3 GEMM
+        passes instead of 4 for CLIP/InfoNCE). Default: when they fit
+        ``FASTRL_LOGITS_BUDGET_MB`` (0 by default, i.e. never).
 
     Returns
     -------
     (torch.Tensor [M], torch.Tensor [N] or None)
         float32 (float64 for float64 inputs) row LSE and column LSE.
     """
+    from fastrl._dispatch import fp32_precision
+    precision = fp32_precision(precision)  # validated on every path, used by the Triton kernels
     if use_triton(q, k) and q.dtype != torch.float64:
-        from .triton_kernels import TritonLSE as fn
+        from . import stored
+        keep = stored.fits(q.shape[0], k.shape[0], q.dtype) if store_logits is None else bool(store_logits)
+        if keep:
+            fn = stored.StoredLSE
+        else:
+            from .triton_kernels import TritonLSE as fn
+        rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric), precision)
     else:
         from .cpu import ChunkedLSE as fn
-    rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric))
+        rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric))
     return rlse, (clse if want_col else None)
 
 

@@ -84,8 +84,9 @@ class Standardize(torch.autograd.Function):
 class DecorrCore(torch.autograd.Function):
     """parts = [off-diagonal sum, diagonal sum] of C = scale * A^T B (see module doc).
 
-    Forward keeps A, B and diag(C) (gram form) or, on the CPU path, C itself when
-    it fits in one block; otherwise backward recomputes the Gram or C tiles.
+    Forward keeps A, B and diag(C) (gram form, plus the N x N Grams on the Triton
+    path) or, on the CPU path, C itself when it fits in one block; otherwise the
+    backward recomputes the Gram or C tiles.
     ``B=None`` is the symmetric case B = A.
     """
 
@@ -95,8 +96,9 @@ class DecorrCore(torch.autograd.Function):
         if form == "gram":
             Bx = A if B is None else B
             diag = (A * Bx).sum(dim=0).mul_(scale)
-            fro = impl.gram_fro(A, B) * (scale * scale)
-            off = (fro - torch.dot(diag, diag)) * w_off
+            # kept: the two N x N Grams when the impl keeps them (cuBLAS on the Triton path)
+            fro, ctx.kept = impl.gram_fro(A, B)
+            off = (fro * (scale * scale) - torch.dot(diag, diag)) * w_off
             parts = torch.stack([off, diag_value(diag, kind, eps).sum() * w_diag])
             ctx.save_for_backward(A, B, diag)
         else:
@@ -115,7 +117,7 @@ class DecorrCore(torch.autograd.Function):
             # G = 2 w_off g0 C + diag(h): dA = scale * (2 w_off g0 scale (B B^T) A + B * h)
             h = diag_grad(diag, kind, eps) * (w_diag * grad[1]) - (2.0 * w_off) * grad[0] * diag
             coef = (2.0 * w_off * scale) * grad[0]
-            P, Q = impl.gram_apply(A, B)
+            P, Q = impl.gram_apply(A, B, ctx.kept)  # kept Grams stay: a second backward reuses them
             Bx = A if B is None else B
             gA = P.mul_(coef).addcmul_(Bx, h).mul_(scale)
             if B is None:

@@ -41,19 +41,21 @@ def _sumsq_(x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- gram form
-def gram_fro(A: torch.Tensor, B: torch.Tensor | None) -> torch.Tensor:
-    """<A A^T, B B^T>_F (= ||A^T B||_F^2) in row blocks; A, B [N, D]."""
+def gram_fro(A: torch.Tensor, B: torch.Tensor | None):
+    """(<A A^T, B B^T>_F (= ||A^T B||_F^2), None) in row blocks; A, B [N, D].
+    Nothing is kept: :func:`gram_apply` rebuilds the blocks."""
     n = A.shape[0]
     step = _row_block(n)
     total = A.new_zeros(())
     for r0 in range(0, n, step):
         ga = A[r0:r0 + step] @ A.T
         total = total + (_sumsq_(ga) if B is None else ga.mul_(B[r0:r0 + step] @ B.T).sum())
-    return total
+    return total, None
 
 
-def gram_apply(A: torch.Tensor, B: torch.Tensor | None):
-    """P = (B B^T) A and Q = (A A^T) B in row blocks (Q is None when B is None)."""
+def gram_apply(A: torch.Tensor, B: torch.Tensor | None, kept=None):
+    """P = (B B^T) A and Q = (A A^T) B in row blocks (Q is None when B is None);
+    ``kept`` is always None here."""
     n = A.shape[0]
     step = _row_block(n)
     Bx = A if B is None else B

@@ -1,9 +1,18 @@
-"""Triton path: fused column statistics, cross-correlation and Gram kernels.
+"""Triton path: fused column statistics and cross-correlation kernels; cuBLAS Grams.
 
 Same interface as :mod:`.cpu` (``column_stats``, ``gram_fro``, ``gram_apply``,
 ``cross_parts``, ``cross_grads``); B=None means B = A. Inputs are the fp32
 standardised views (half-precision inputs are upcast by the stats pass).
 Import this module only when the Triton path is chosen.
+
+* cross form (N >= D): tiles of C = scale A^T B reduced in place, never stored
+  (custom kernels below; fp32 ``tl.dot`` at :func:`fastrl._dispatch.fp32_precision`).
+* gram form (N < D): the N x N Grams A A^T, B B^T are small (16 MiB each at
+  N = 2048), so they come from ``torch.mm`` (cuBLAS on CUDA) and are kept for
+  the backward (P = (B B^T) A, Q = (A A^T) B: two more GEMMs, no recompute).
+  Above ``GRAM_KEEP_BYTES`` the blocked torch form of :mod:`.cpu` runs instead.
+
+Offsets are 64-bit (``rows * stride`` passes 2^31 at N * D >= 2^31).
 """
 from __future__ import annotations
 
@@ -11,14 +20,21 @@ import torch
 import triton
 import triton.language as tl
 
-from fastrl._dispatch import interpreting
+from fastrl._dispatch import fp32_precision, interpreting
+
+from . import cpu
 
 _KIND = {"barlow": 0, "hinge": 1}
+# both N x N fp32 Grams kept when they take at most this much (2 x 1 GiB: N <= 16384)
+GRAM_KEEP_BYTES = 2 << 30
+# tile sizes; None = the default for the machine (tests set small tiles to run every loop)
+TILES = {"block_i": None, "block_j": None, "block_n": None, "stats_n": None, "stats_d": None}
 
 
 def _blocks():
     # the interpreter runs tiles as numpy: small tiles keep odd shapes cheap
-    return (16, 64) if interpreting() else (64, 32)
+    bi, bn = (16, 64) if interpreting() else (64, 32)
+    return TILES["block_i"] or bi, TILES["block_n"] or bn
 
 
 # Column statistics in one pass (Chan et al. merge of per-block mean and M2):
@@ -33,7 +49,7 @@ def _col_stats_kernel(X, MEAN, M2, N, D, stride_n, BLOCK_N: tl.constexpr, BLOCK_
     for n0 in range(0, N, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         mask = (rows < N)[:, None] & cmask[None, :]
-        x = tl.load(X + rows[:, None] * stride_n + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(X + rows.to(tl.int64)[:, None] * stride_n + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         nb = tl.sum(mask.to(tl.float32), axis=0)
         bmean = tl.sum(x, axis=0) / tl.maximum(nb, 1.0)
         dev = tl.where(mask, x - bmean[None, :], 0.0)
@@ -68,16 +84,17 @@ def _diag_df(c, KIND: tl.constexpr, eps):
 
 
 @triton.jit
-def _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
-            BLOCK_N: tl.constexpr):
+def _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, PREC: tl.constexpr, BLOCK_I: tl.constexpr,
+            BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
     # C[ci, cj] = scale * sum_n A[n, ci] B[n, cj]
     acc = tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         rmask = rows < N
-        a = tl.load(A + rows[:, None] * stride_a + ci[None, :], mask=rmask[:, None] & (ci < D)[None, :], other=0.0)
-        b = tl.load(B + rows[:, None] * stride_b + cj[None, :], mask=rmask[:, None] & (cj < D)[None, :], other=0.0)
-        acc += tl.dot(tl.trans(a), b, input_precision="ieee")
+        r64 = rows.to(tl.int64)[:, None]
+        a = tl.load(A + r64 * stride_a + ci[None, :], mask=rmask[:, None] & (ci < D)[None, :], other=0.0)
+        b = tl.load(B + r64 * stride_b + cj[None, :], mask=rmask[:, None] & (cj < D)[None, :], other=0.0)
+        acc += tl.dot(tl.trans(a), b, input_precision=PREC)
     return acc * scale
 
 
@@ -86,12 +103,12 @@ def _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, BLOCK_I: tl.constexpr
 # in the kernel and only two partial sums per tile are written.
 @triton.jit
 def _cross_fwd_kernel(A, B, OUT, N, D, stride_a, stride_b, scale, w_off, w_diag, eps, KIND: tl.constexpr,
-                      BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
+                      PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_i = tl.program_id(0)
     pid_j = tl.program_id(1)
     ci = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     cj = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
-    c = _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, BLOCK_I, BLOCK_J, BLOCK_N)
+    c = _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, PREC, BLOCK_I, BLOCK_J, BLOCK_N)
     valid = (ci < D)[:, None] & (cj < D)[None, :]
     is_diag = ci[:, None] == cj[None, :]
     off = tl.sum(tl.sum(tl.where(valid & (~is_diag), c * c, 0.0), axis=1), axis=0)
@@ -106,13 +123,14 @@ def _cross_fwd_kernel(A, B, OUT, N, D, stride_a, stride_b, scale, w_off, w_diag,
 # columns ci of dA, so the read-modify-write accumulation has no races.
 @triton.jit
 def _cross_bwd_kernel(A, B, GA, GRAD, N, D, stride_a, stride_b, stride_g, scale, w_off, w_diag, eps,
-                      KIND: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
+                      KIND: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+                      BLOCK_N: tl.constexpr):
     ci = tl.program_id(0) * BLOCK_I + tl.arange(0, BLOCK_I)
     g_off = tl.load(GRAD)
     g_diag = tl.load(GRAD + 1)
     for j0 in range(0, D, BLOCK_J):
         cj = j0 + tl.arange(0, BLOCK_J)
-        c = _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, BLOCK_I, BLOCK_J, BLOCK_N)
+        c = _c_tile(A, B, ci, cj, N, D, stride_a, stride_b, scale, PREC, BLOCK_I, BLOCK_J, BLOCK_N)
         valid = (ci < D)[:, None] & (cj < D)[None, :]
         is_diag = ci[:, None] == cj[None, :]
         g = tl.where(is_diag, (w_diag * g_diag) * _diag_df(c, KIND, eps), (2.0 * w_off * g_off) * c)
@@ -120,57 +138,11 @@ def _cross_bwd_kernel(A, B, GA, GRAD, N, D, stride_a, stride_b, stride_g, scale,
         for n0 in range(0, N, BLOCK_N):
             rows = n0 + tl.arange(0, BLOCK_N)
             rmask = rows < N
-            b = tl.load(B + rows[:, None] * stride_b + cj[None, :], mask=rmask[:, None] & (cj < D)[None, :],
-                        other=0.0)
-            upd = tl.dot(b, tl.trans(g), input_precision="ieee") * scale
-            ptrs = GA + rows[:, None] * stride_g + ci[None, :]
+            r64 = rows.to(tl.int64)[:, None]
+            b = tl.load(B + r64 * stride_b + cj[None, :], mask=rmask[:, None] & (cj < D)[None, :], other=0.0)
+            upd = tl.dot(b, tl.trans(g), input_precision=PREC) * scale
+            ptrs = GA + r64 * stride_g + ci[None, :]
             omask = rmask[:, None] & (ci < D)[None, :]
-            tl.store(ptrs, tl.load(ptrs, mask=omask, other=0.0) + upd, mask=omask)
-
-
-@triton.jit
-def _gram_tile(X, rn, rm, N, D, stride, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    # G[rn, rm] = sum_d X[rn, d] X[rm, d]
-    acc = tl.zeros([BLOCK_M, BLOCK_M], dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        cols = d0 + tl.arange(0, BLOCK_D)
-        cmask = (cols < D)[None, :]
-        xn = tl.load(X + rn[:, None] * stride + cols[None, :], mask=(rn < N)[:, None] & cmask, other=0.0)
-        xm = tl.load(X + rm[:, None] * stride + cols[None, :], mask=(rm < N)[:, None] & cmask, other=0.0)
-        acc += tl.dot(xn, tl.trans(xm), input_precision="ieee")
-    return acc
-
-
-# Gram form, forward: ||A^T B||_F^2 = sum_{n,m} (A A^T)_nm (B B^T)_nm, one program
-# per (n, m) tile of the two N x N Grams; one partial sum per tile is written.
-@triton.jit
-def _gram_fwd_kernel(A, B, OUT, N, D, stride_a, stride_b, SYMMETRIC: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_D: tl.constexpr):
-    rn = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    rm = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    ga = _gram_tile(A, rn, rm, N, D, stride_a, BLOCK_M, BLOCK_D)
-    if SYMMETRIC:
-        prod = ga * ga
-    else:
-        prod = ga * _gram_tile(B, rn, rm, N, D, stride_b, BLOCK_M, BLOCK_D)
-    tl.store(OUT + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), tl.sum(tl.sum(prod, axis=1), axis=0))
-
-
-# Gram form, backward: P = (B B^T) A, recomputing each Gram tile; one program owns
-# the rows rn of P.
-@triton.jit
-def _gram_bwd_kernel(A, B, P, N, D, stride_a, stride_b, stride_p, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    rn = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    for m0 in range(0, N, BLOCK_M):
-        rm = m0 + tl.arange(0, BLOCK_M)
-        g = _gram_tile(B, rn, rm, N, D, stride_b, BLOCK_M, BLOCK_D)
-        for d0 in range(0, D, BLOCK_D):
-            cols = d0 + tl.arange(0, BLOCK_D)
-            cmask = (cols < D)[None, :]
-            am = tl.load(A + rm[:, None] * stride_a + cols[None, :], mask=(rm < N)[:, None] & cmask, other=0.0)
-            ptrs = P + rn[:, None] * stride_p + cols[None, :]
-            omask = (rn < N)[:, None] & cmask
-            upd = tl.dot(g, am, input_precision="ieee")
             tl.store(ptrs, tl.load(ptrs, mask=omask, other=0.0) + upd, mask=omask)
 
 
@@ -185,39 +157,35 @@ def column_stats(x: torch.Tensor):
     mean = torch.empty(d, device=x.device, dtype=torch.float32)
     m2 = torch.empty_like(mean)
     bn, bd = (16, 16) if interpreting() else (64, 64)
+    bn, bd = TILES["stats_n"] or bn, TILES["stats_d"] or bd
     _col_stats_kernel[(triton.cdiv(d, bd),)](x, mean, m2, n, d, x.stride(0), BLOCK_N=bn, BLOCK_D=bd)
     return mean, m2
 
 
-def gram_fro(A: torch.Tensor, B: torch.Tensor | None) -> torch.Tensor:
-    """<A A^T, B B^T>_F without storing either Gram."""
-    A = _c(A)
-    Bx = A if B is None else _c(B)
-    n, d = A.shape
-    bm, bd = _blocks()
-    grid = (triton.cdiv(n, bm), triton.cdiv(n, bm))
-    out = torch.empty(grid[0] * grid[1], device=A.device, dtype=torch.float32)
-    _gram_fwd_kernel[grid](A, Bx, out, n, d, A.stride(0), Bx.stride(0), SYMMETRIC=B is None, BLOCK_M=bm,
-                           BLOCK_D=bd)
-    return out.sum()
+def _gram_fits(A: torch.Tensor) -> bool:
+    return 2 * A.shape[0] ** 2 * 4 <= GRAM_KEEP_BYTES
 
 
-def _gram_product(A, B):
-    n, d = A.shape
-    bm, bd = _blocks()
-    P = torch.zeros_like(A)
-    _gram_bwd_kernel[(triton.cdiv(n, bm),)](A, B, P, n, d, A.stride(0), B.stride(0), P.stride(0), BLOCK_M=bm,
-                                            BLOCK_D=bd)
-    return P
-
-
-def gram_apply(A: torch.Tensor, B: torch.Tensor | None):
-    """P = (B B^T) A and Q = (A A^T) B (Q None when B is None)."""
-    A = _c(A)
+def gram_fro(A: torch.Tensor, B: torch.Tensor | None):
+    """(<A A^T, B B^T>_F, kept): the Grams from torch.mm (cuBLAS), kept for
+    :func:`gram_apply` when both fit ``GRAM_KEEP_BYTES`` (else blocked, kept None)."""
+    if not _gram_fits(A):
+        return cpu.gram_fro(A, B)  # (total, None)
+    ga = torch.mm(A, A.T)
     if B is None:
-        return _gram_product(A, A), None
-    B = _c(B)
-    return _gram_product(A, B), _gram_product(B, A)
+        return torch.dot(ga.reshape(-1), ga.reshape(-1)), (ga, None)
+    gb = torch.mm(B, B.T)
+    return torch.dot(ga.reshape(-1), gb.reshape(-1)), (ga, gb)
+
+
+def gram_apply(A: torch.Tensor, B: torch.Tensor | None, kept=None):
+    """P = (B B^T) A and Q = (A A^T) B (Q None when B is None), from the kept Grams."""
+    if kept is None:
+        return cpu.gram_apply(A, B)
+    ga, gb = kept
+    if B is None:
+        return torch.mm(ga, A), None
+    return torch.mm(gb, A), torch.mm(ga, B)
 
 
 def cross_parts(A, B, scale, w_off, kind, w_diag, eps):
@@ -230,17 +198,25 @@ def cross_parts(A, B, scale, w_off, kind, w_diag, eps):
     grid = (triton.cdiv(d, bi), triton.cdiv(d, bi))
     out = torch.empty(grid[0] * grid[1], 2, device=A.device, dtype=torch.float32)
     _cross_fwd_kernel[grid](A, Bx, out, n, d, A.stride(0), Bx.stride(0), float(scale), float(w_off), float(w_diag),
-                            float(eps), KIND=_KIND[kind], BLOCK_I=bi, BLOCK_J=bi, BLOCK_N=bn)
+                            float(eps), KIND=_KIND[kind], PREC=fp32_precision(), BLOCK_I=bi, BLOCK_J=bi, BLOCK_N=bn)
     return out.sum(dim=0), None
 
 
 def _cross_grad(A, B, scale, w_off, kind, w_diag, eps, grad):
     n, d = A.shape
     bi, bn = _blocks()
+    bj = TILES["block_j"] or bi  # the backward's C tiles may be wider than its dA column block
+    if A.is_cuda and TILES["block_i"] is None:
+        # one program per BLOCK_I columns of dA: narrower column blocks until the grid
+        # covers every SM twice (D = 2048 gives 32 programs of 64 columns)
+        sms = torch.cuda.get_device_properties(A.device).multi_processor_count
+        while bi > 16 and triton.cdiv(d, bi) < 2 * sms:
+            bi //= 2
     gA = torch.zeros_like(A)
     _cross_bwd_kernel[(triton.cdiv(d, bi),)](A, B, gA, grad, n, d, A.stride(0), B.stride(0), gA.stride(0),
                                              float(scale), float(w_off), float(w_diag), float(eps),
-                                             KIND=_KIND[kind], BLOCK_I=bi, BLOCK_J=bi, BLOCK_N=bn)
+                                             KIND=_KIND[kind], PREC=fp32_precision(), BLOCK_I=bi, BLOCK_J=bj,
+                                             BLOCK_N=bn)
     return gA
 
 

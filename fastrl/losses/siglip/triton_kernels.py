@@ -10,7 +10,7 @@
   each program owns its output rows: no atomics, no N x N in memory.
 
 fp16/bf16 operands accumulate in fp32 through ``tl.dot``; fp32 operands use
-IEEE precision. Under the interpreter bf16 dots are upcast (``upcast_bf16_dot``).
+``fastrl._dispatch.fp32_precision()`` (TF32x3 by default, ``FASTRL_FP32_PRECISION``). Under the interpreter bf16 dots are upcast (``upcast_bf16_dot``).
 Tile sizes: fixed ``BLOCK_M``/``BLOCK_N`` (module defaults, or the ``block_m``
 /``block_n`` arguments) under the interpreter or with ``FASTRL_AUTOTUNE=0``;
 otherwise autotuned over at most 6 configurations keyed on D and bucketed N.
@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastrl._dispatch import autotune_enabled, interpreting, upcast_bf16_dot
+from fastrl._dispatch import autotune_enabled, fp32_precision, interpreting, upcast_bf16_dot
 
 # tiles used without autotuning (interpreter, FASTRL_AUTOTUNE=0); tests shrink them
 BLOCK_M = 64
@@ -158,7 +158,7 @@ def _launch(kernel, tuned, m: int, args, flags, block_m, block_n) -> None:
 
 def _flags(a: torch.Tensor, pos_offset) -> dict:
     return dict(HAS_POS=pos_offset is not None, UPCAST=upcast_bf16_dot(a.dtype),
-                PREC="ieee" if a.dtype == torch.float32 else "tf32", BLOCK_D=_block_d(a.shape[1]))
+                PREC=fp32_precision() if a.dtype == torch.float32 else "tf32", BLOCK_D=_block_d(a.shape[1]))
 
 
 def siglip_forward(x, y, scale: float, bias: float, pos_offset, block_m=None, block_n=None):

@@ -8,8 +8,9 @@ With ``u_ij = (1 + d_ij^2 / dof)^-1`` and ``w_ij = u_ij^dof``:
 * repulsive (tiled exact, O(N^2) work, O(N d) memory):
   ``R_i = sum_{j != i} w_ij u_ij (y_i - y_j)`` and ``Z_i = sum_{j != i} w_ij``,
   one program per BLOCK_M rows streaming BLOCK_N-column tiles of Y; the
-  pairwise squared distances are accumulated coordinate by coordinate
-  (embeddings have 2-3 columns, too few for ``tl.dot``).
+  pairwise differences are formed coordinate by coordinate (embeddings have
+  1-3 columns, too few for ``tl.dot``) and reused for the force, and the sums
+  stay in [BLOCK_M, BLOCK_N] accumulators until one reduction after the loop.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _attractive_kernel(indptr_ptr, indices_ptr, data_ptr, y_ptr, yref_ptr, out_p
     end = tl.load(indptr_ptr + row + 1)
     dcols = tl.arange(0, BLOCK_D)
     dmask = dcols < D
-    yi = tl.load(y_ptr + row * D + dcols, mask=dmask, other=0.0).to(tl.float32)
+    yi = tl.load(y_ptr + row.to(tl.int64) * D + dcols, mask=dmask, other=0.0).to(tl.float32)
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     for e0 in range(start, end, BLOCK_E):
         offs = e0 + tl.arange(0, BLOCK_E)
@@ -39,56 +40,62 @@ def _attractive_kernel(indptr_ptr, indices_ptr, data_ptr, y_ptr, yref_ptr, out_p
         d2 = tl.sum(diff * diff, axis=1)
         pu = p / (1.0 + d2 * inv_dof)
         acc += tl.sum(pu[:, None] * diff, axis=0)
-    tl.store(out_ptr + row * D + dcols, acc * exaggeration, mask=dmask)
+    tl.store(out_ptr + row.to(tl.int64) * D + dcols, acc * exaggeration, mask=dmask)
 
 
+@triton.jit
+def _coord(y_ptr, idx, mask, c: tl.constexpr, D: tl.constexpr):
+    # column c of Y at rows idx (64-bit offsets), zero past D
+    if c < D:
+        v = tl.load(y_ptr + idx.to(tl.int64) * D + c, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.zeros(idx.shape, tl.float32)
+    return v
+
+
+# Per tile: diff_c = y_i,c - y_j,c (computed once, reused for d^2 and the force),
+# u = 1 / (1 + d^2 / dof), w = u^dof; the [BLOCK_M, BLOCK_N] accumulators of w and
+# w u diff_c are reduced across the tile's columns once, after the loop.
 @triton.jit
 def _repulsive_kernel(y_ptr, out_ptr, z_ptr, N, dof, inv_dof, D: tl.constexpr, CAUCHY: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < N
-    z = tl.zeros([BLOCK_M], dtype=tl.float32)
-    r0 = tl.zeros([BLOCK_M], dtype=tl.float32)
-    r1 = tl.zeros([BLOCK_M], dtype=tl.float32)
-    r2 = tl.zeros([BLOCK_M], dtype=tl.float32)
+    yi0 = _coord(y_ptr, rows, rmask, 0, D)
+    yi1 = _coord(y_ptr, rows, rmask, 1, D)
+    yi2 = _coord(y_ptr, rows, rmask, 2, D)
+    z = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    f0 = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    f1 = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    f2 = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         cmask = cols < N
-        d2 = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for c in tl.static_range(D):
-            yi = tl.load(y_ptr + rows * D + c, mask=rmask, other=0.0).to(tl.float32)
-            yj = tl.load(y_ptr + cols * D + c, mask=cmask, other=0.0).to(tl.float32)
-            diff = yi[:, None] - yj[None, :]
-            d2 += diff * diff
-        u = 1.0 / (1.0 + d2 * inv_dof)
+        d0 = yi0[:, None] - _coord(y_ptr, cols, cmask, 0, D)[None, :]
+        d1 = yi1[:, None] - _coord(y_ptr, cols, cmask, 1, D)[None, :]
+        d2 = yi2[:, None] - _coord(y_ptr, cols, cmask, 2, D)[None, :]
+        u = 1.0 / (1.0 + (d0 * d0 + d1 * d1 + d2 * d2) * inv_dof)
         if CAUCHY:
             w = u
         else:
             w = tl.exp2(dof * tl.log2(u))
         keep = rmask[:, None] & cmask[None, :] & (rows[:, None] != cols[None, :])
         w = tl.where(keep, w, 0.0)
-        z += tl.sum(w, axis=1)
+        z += w
         wu = w * u
-        # up to 3 embedding columns are accumulated in registers
-        for c in tl.static_range(D):
-            yi = tl.load(y_ptr + rows * D + c, mask=rmask, other=0.0).to(tl.float32)
-            yj = tl.load(y_ptr + cols * D + c, mask=cmask, other=0.0).to(tl.float32)
-            f = tl.sum(wu * (yi[:, None] - yj[None, :]), axis=1)
-            if c == 0:
-                r0 += f
-            elif c == 1:
-                r1 += f
-            else:
-                r2 += f
-    tl.store(z_ptr + rows, z, mask=rmask)
-    for c in tl.static_range(D):
-        if c == 0:
-            tl.store(out_ptr + rows * D + c, r0, mask=rmask)
-        elif c == 1:
-            tl.store(out_ptr + rows * D + c, r1, mask=rmask)
-        else:
-            tl.store(out_ptr + rows * D + c, r2, mask=rmask)
+        f0 += wu * d0
+        if D > 1:
+            f1 += wu * d1
+        if D > 2:
+            f2 += wu * d2
+    r64 = rows.to(tl.int64) * D
+    tl.store(z_ptr + rows, tl.sum(z, axis=1), mask=rmask)
+    tl.store(out_ptr + r64, tl.sum(f0, axis=1), mask=rmask)
+    if D > 1:
+        tl.store(out_ptr + r64 + 1, tl.sum(f1, axis=1), mask=rmask)
+    if D > 2:
+        tl.store(out_ptr + r64 + 2, tl.sum(f2, axis=1), mask=rmask)
 
 
 def attractive_triton(indptr: torch.Tensor, indices: torch.Tensor, data: torch.Tensor, Y: torch.Tensor,
