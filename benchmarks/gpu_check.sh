@@ -72,6 +72,8 @@ step tsne 20 $B tsne
 if $PY benchmarks/bench_losses.py --help 2>/dev/null | grep -q -- "--device"; then
   if [ $DRY = 1 ]; then BL=(--sizes 64 --dims 16 --repeat 1 --no-acceptance); else BL=(); fi
   step bench-losses 25 bash -c "$PY benchmarks/bench_losses.py --family contrastive --device cuda ${BL[*]} 2>&1 | tee $OUT_DIR/bench_losses_gpu.log"
+  # the benchmark (CLIP, NT-Xent, SigLIP rows) writes its JSON in the repo: bring it back too
+  cp benchmarks/results/losses_contrastive_gpu.json "$OUT_DIR/" 2>/dev/null || true
 else
   echo "=== [bench-losses] skipped: bench_losses.py has no --device option here"
 fi
