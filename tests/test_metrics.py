@@ -53,7 +53,7 @@ def test_trustworthiness_bad_input(rng):
         trustworthiness(X, E, 10)
     with pytest.raises(ValueError, match="same number of rows"):
         trustworthiness(X, E[:-1], 3)
-    with pytest.raises(ValueError, match="E contains NaN"):
+    with pytest.raises(ValueError, match="X_embedded contains NaN"):
         trustworthiness(X, np.full_like(E, np.nan), 3)
 
 

@@ -18,12 +18,15 @@ def n_neighbors_for(perplexity: float, n: int) -> int:
 
 
 def check_perplexity(perplexity, n: int) -> float:
-    """Raise unless ``0 < perplexity < N``; returns it as float."""
+    """Raise unless ``0 < perplexity < N`` (the one rule on every method, as
+    scikit-learn's); returns it as float. A perplexity above the number of
+    neighbours a row has (N - 1 with the exact method) gives that row uniform
+    affinities, the largest perplexity it can reach."""
     check_positive(perplexity, "perplexity", allow_tensor=False)
-    perplexity = float(perplexity)
-    if perplexity >= n:
-        raise ValueError(f"perplexity must be < N (the number of points, {n}), got {perplexity}")
-    return perplexity
+    if float(perplexity) >= n:
+        raise ValueError(f"perplexity ({perplexity}) must be less than n_samples ({n}): the rule is "
+                         "0 < perplexity < N")
+    return float(perplexity)
 
 
 def perplexity_affinities(distances, perplexity: float, *, n_jobs=None, return_beta: bool = False):
@@ -108,9 +111,25 @@ def joint_probabilities(X, perplexity: float = 30.0, *, neighbors: str = "auto",
     perplexity = check_perplexity(perplexity, n)
     k = n_neighbors_for(perplexity, n)
     idx, dist = knn_graph(X, k, method=neighbors, metric=metric, n_jobs=n_jobs, random_state=random_state)
-    Pc = perplexity_affinities(dist, min(perplexity, k), n_jobs=n_jobs)
-    del dist
-    return symmetrize(idx, Pc, n, n_jobs=n_jobs)
+    return sparse_from_knn(idx, dist, perplexity, n_jobs=n_jobs)
+
+
+def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: bool = False):
+    """Joint sparse affinities from a kNN graph (perplexity lowered to k if larger).
+
+    Parameters
+    ----------
+    idx : ndarray of int64, shape (N, k)
+    dist : ndarray, shape (N, k)
+        Distances (squared inside the Gaussian).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (N, N); and the precisions (N,) with ``return_beta``
+    """
+    Pc, beta = perplexity_affinities(dist, min(float(perplexity), idx.shape[1]), n_jobs=n_jobs, return_beta=True)
+    P = symmetrize(idx, Pc, idx.shape[0], n_jobs=n_jobs)
+    return (P, beta) if return_beta else P
 
 
 def dense_affinities(X, perplexity: float = 30.0, *, symmetric: bool = True, metric: str = "euclidean",
@@ -133,7 +152,26 @@ def dense_affinities(X, perplexity: float = 30.0, *, symmetric: bool = True, met
     n = X.shape[0]
     perplexity = check_perplexity(perplexity, n)
     idx, dist = knn_graph(X, n - 1, method="exact", metric=metric, n_jobs=n_jobs)
-    Pc = perplexity_affinities(dist, perplexity, n_jobs=n_jobs)
+    return dense_from_knn(idx, dist, perplexity, symmetric=symmetric, n_jobs=n_jobs)
+
+
+def dense_from_knn(idx, dist, perplexity: float, *, symmetric: bool = True, n_jobs=None) -> np.ndarray:
+    """Dense affinities from every point's N - 1 neighbours and distances.
+
+    Parameters
+    ----------
+    idx : ndarray of int64, shape (N, N - 1)
+    dist : ndarray, shape (N, N - 1)
+        Distances (squared inside the Gaussian).
+    perplexity : float
+        Above N - 1 it is lowered to N - 1 (uniform rows).
+
+    Returns
+    -------
+    ndarray of float64, shape (N, N)
+    """
+    n = idx.shape[0]
+    Pc = perplexity_affinities(dist, min(float(perplexity), idx.shape[1]), n_jobs=n_jobs)
     P = np.zeros((n, n))
     np.put_along_axis(P, idx, Pc, axis=1)
     if symmetric:
@@ -171,5 +209,6 @@ def transform_affinities(X_index, X_new, perplexity: float, *, metric: str = "eu
     return sp.csr_matrix((vals, cols, indptr), shape=(m, n))
 
 
-__all__ = ["perplexity_affinities", "symmetrize", "joint_probabilities", "dense_affinities",
+__all__ = ["perplexity_affinities", "symmetrize", "joint_probabilities", "dense_affinities", "dense_from_knn",
+           "sparse_from_knn",
            "transform_affinities", "n_neighbors_for", "check_perplexity"]

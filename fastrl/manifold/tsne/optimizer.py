@@ -25,6 +25,9 @@ class SparseObjective:
         self.cache: dict = {}
 
     def __call__(self, Y, exaggeration: float, eval_kl: bool):
+        if Y.shape[1] == 1:  # a 1-D embedding is a 2-D one on the line y = 0 (the tree code is 2-D)
+            kl, g = self(np.hstack([Y, np.zeros_like(Y)]), exaggeration, eval_kl)
+            return kl, np.ascontiguousarray(g[:, :1])
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
                                        n_jobs=self.n_jobs) if eval_kl else (
             attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
@@ -91,35 +94,75 @@ class GradientDescent:
                           float(max_step_norm or 0.0), bool(center), self.n_jobs)
 
 
+def _grad_norm(grad) -> float:
+    if isinstance(grad, np.ndarray):
+        return float(np.linalg.norm(grad))
+    return float(grad.norm())
+
+
 def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *, n_iter: int, start: int,
               learning_rate: float, momentum: float, exaggeration: float, kl_every: int = 50,
               callbacks=(), progress=None, history: list | None = None, center: bool = True,
-              max_grad_norm: float | None = None, max_step_norm: float | None = 5.0) -> tuple[int, bool]:
-    """Run ``n_iter`` iterations in place on ``Y``.
+              max_grad_norm: float | None = None, max_step_norm: float | None = 5.0,
+              n_iter_without_progress: int | None = None, min_grad_norm: float = 0.0, grad_scale: float = 4.0,
+              log: Callable | None = None) -> tuple[int, str, float | None]:
+    """Run up to ``n_iter`` iterations in place on ``Y`` (scikit-learn's loop).
 
-    Every ``kl_every`` iterations (counted from the start of the whole run)
-    the KL divergence is evaluated, appended to ``history``, shown on the
-    progress bar and passed to each callback as ``callback(iteration, kl, Y)``;
-    a callback returning True stops the run.
+    Every ``kl_every`` iterations (counted from the start of the whole run),
+    and at the phase's last iteration, the KL divergence is evaluated with
+    the gradient (before the step). At those checks it is appended to
+    ``history``, shown on the progress bar, passed to each callback as
+    ``callback(iteration, kl, Y)`` (returning True stops the run) and the
+    phase stops, as scikit-learn's, when the KL has not improved for more
+    than ``n_iter_without_progress`` iterations or when the gradient norm
+    (``grad_scale`` times the objective's scaled gradient: the full KL
+    gradient) is ``<= min_grad_norm``. ``log(message)`` receives
+    scikit-learn's verbose lines.
 
     Returns
     -------
-    (iterations done in total, stopped early)
+    (iterations done in total, why it stopped early ("callback", "no_progress",
+    "grad_norm"; "" when it ran all ``n_iter``), the last KL evaluated or None)
     """
+    import time
     it = start
-    for _ in range(n_iter):
-        eval_kl = (it + 1) % kl_every == 0
+    best_error, best_iter = np.inf, start
+    kl_last = None
+    tic = time.time()
+    for i in range(n_iter):
+        check = (it + 1) % kl_every == 0
+        eval_kl = check or i == n_iter - 1
         kl, grad = objective(Y, exaggeration, eval_kl)
+        grad_norm = grad_scale * _grad_norm(grad) if check else 0.0
         optimizer.step(Y, grad, learning_rate=learning_rate, momentum=momentum, center=center,
                        max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
         it += 1
+        if eval_kl:
+            kl_last = float(kl)
         if progress is not None:
             progress.update(1)
-        if eval_kl:
-            if history is not None:
-                history.append((it, float(kl)))
-            if progress is not None:
-                progress.set_postfix(kl=f"{kl:.4f}", refresh=False)
-            if any(bool(cb(it, float(kl), Y)) for cb in callbacks):
-                return it, True
-    return it, False
+        if not check:
+            continue
+        if history is not None:
+            history.append((it, kl_last))
+        if progress is not None:
+            progress.set_postfix(kl=f"{kl_last:.4f}", refresh=False)
+        if log is not None:
+            toc = time.time()
+            log(f"[t-SNE] Iteration {it}: error = {kl_last:.7f}, gradient norm = {grad_norm:.7f} "
+                f"({kl_every} iterations in {toc - tic:0.3f}s)")
+            tic = toc
+        if any(bool(cb(it, kl_last, Y)) for cb in callbacks):
+            return it, "callback", kl_last
+        if kl_last < best_error:
+            best_error, best_iter = kl_last, it
+        elif n_iter_without_progress is not None and it - best_iter > n_iter_without_progress:
+            if log is not None:
+                log(f"[t-SNE] Iteration {it}: did not make any progress during the last "
+                    f"{n_iter_without_progress} episodes. Finished.")
+            return it, "no_progress", kl_last
+        if grad_norm <= min_grad_norm:
+            if log is not None:
+                log(f"[t-SNE] Iteration {it}: gradient norm {grad_norm:f}. Finished.")
+            return it, "grad_norm", kl_last
+    return it, "", kl_last
