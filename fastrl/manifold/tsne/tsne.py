@@ -85,8 +85,8 @@ class TSNE(EstimatorBase):
         Factor on P during the first ``early_exaggeration_iter`` iterations.
     learning_rate : float or "auto"
         A number is scikit-learn's step on the full KL gradient. ``"auto"``:
-        ``max(N / early_exaggeration / 4, 50)`` during early exaggeration
-        (scikit-learn's value), then ``max(N / 4, 50)`` (openTSNE's schedule:
+        ``N / early_exaggeration / 4`` during early exaggeration (scikit-learn's
+        value without its floor of 50), then ``N / 4`` (openTSNE's schedule:
         faster convergence on large N).
     max_iter : int
         Total iterations, early exaggeration included.
@@ -294,9 +294,10 @@ class TSNE(EstimatorBase):
         return None
 
     def _lr(self, n: int, exaggeration: float) -> float:
-        """Step on the gradient / 4 (the objectives' scale): 4 x scikit-learn's learning rate."""
+        """Step on the gradient / 4 (the objectives' scale): 4 x scikit-learn's learning rate;
+        "auto" is openTSNE's N / exaggeration."""
         if isinstance(self.learning_rate, str):
-            return 4.0 * max(n / exaggeration / 4.0, 50.0)
+            return n / exaggeration
         return 4.0 * float(self.learning_rate)
 
     # -------------------------------------------------------------- affinities
