@@ -38,6 +38,10 @@ def check_n_components(n_components, n_samples: int, *, limit: int | None = None
 
 try:  # scikit-learn's estimator protocol (clone, repr, tags) when it is installed
     from sklearn.base import BaseEstimator as EstimatorBase
+    from sklearn.base import TransformerMixin
+
+    class TransformerBase(TransformerMixin, EstimatorBase):
+        """scikit-learn's transformer protocol (estimators with ``transform``)."""
 except ImportError:  # pragma: no cover - scikit-learn is optional
     class EstimatorBase:
         """Minimal ``get_params`` / ``set_params`` (scikit-learn's protocol)."""
@@ -59,6 +63,8 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
                                      f"Valid parameters are: {sorted(valid)!r}.")
                 setattr(self, key, value)
             return self
+
+    TransformerBase = EstimatorBase
 
 
 def check_input_matrix(X, name: str = "X", *, accept_sparse: bool = True, dtype=(np.float64, np.float32),
@@ -85,16 +91,16 @@ def check_input_matrix(X, name: str = "X", *, accept_sparse: bool = True, dtype=
         A = np.asarray(X)
         vals = A
     if np.iscomplexobj(vals):
-        raise TypeError(f"{name} must be real; complex data is not supported (got dtype {vals.dtype})")
+        raise ValueError(f"Complex data not supported: {name} must be real (got dtype {vals.dtype})")
     if vals.dtype == object or not (np.issubdtype(vals.dtype, np.number) or vals.dtype == bool):
         try:
             vals = vals.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric, got dtype {vals.dtype}: {exc}") from None
-        A = A.astype(np.float64) if not sp.issparse(A) else A.astype(np.float64)
+            raise type(exc)(f"{name} must be numeric (dtype {vals.dtype}): {exc}") from None
+        A = A.astype(np.float64)
     if A.ndim != 2:
         raise ValueError(f"Expected 2D array, got {A.ndim}D array instead: {name} must have shape "
-                         "(n_samples, n_features); reshape your data")
+                         "(n_samples, n_features). Reshape your data")
     if A.shape[0] < min_samples:
         raise ValueError(f"Found array with {A.shape[0]} sample(s) (shape={A.shape}) while a minimum of "
                          f"{min_samples} is required ({name}).")
@@ -107,3 +113,14 @@ def check_input_matrix(X, name: str = "X", *, accept_sparse: bool = True, dtype=
     if vals.size and not np.isfinite(vals).all():
         raise ValueError(f"Input {name} contains NaN or infinity.")
     return A
+
+
+def not_fitted_error(name: str, method: str = "transform"):
+    """The error for a method called before ``fit``: scikit-learn's
+    ``NotFittedError`` (a ValueError and AttributeError) when installed."""
+    msg = f"This {name} instance is not fitted yet: call fit before {method}"
+    try:
+        from sklearn.exceptions import NotFittedError
+    except ImportError:  # pragma: no cover
+        return RuntimeError(msg)
+    return NotFittedError(msg)

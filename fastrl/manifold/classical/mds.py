@@ -136,6 +136,7 @@ class ClassicalMDS(EstimatorBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.input_tags.sparse = self.metric != "precomputed"
         return tags
 
     def fit(self, X, y=None):
@@ -147,7 +148,7 @@ class ClassicalMDS(EstimatorBase):
         """Fit and return ``embedding_`` (N, n_components)."""
         from fastrl.neighbors.metrics import pairwise
         if self.metric == "precomputed":
-            A = check_input_matrix(X, "X", accept_sparse=False)
+            A = check_input_matrix(X, "X", accept_sparse=False, min_samples=2)
             if A.shape[0] != A.shape[1]:
                 raise ValueError(f"array must be 2-dimensional and square. shape = {A.shape}")
             A = A.astype(np.float64)
@@ -155,7 +156,7 @@ class ClassicalMDS(EstimatorBase):
                 raise ValueError("Array must be symmetric")
             D = A
         else:
-            A = check_input_matrix(X, "X")
+            A = check_input_matrix(X, "X", min_samples=2)
             D = pairwise(A, self.metric, self.metric_params)
         k = check_n_components(self.n_components, D.shape[0] + 1, what="N + 1")
         with warnings.catch_warnings():

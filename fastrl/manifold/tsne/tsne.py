@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrl._validation import as_float_array, check_choice, check_int, check_positive
-from fastrl.manifold.classical._utils import EstimatorBase, check_input_matrix
+from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
 from fastrl.manifold.tsne.affinities import (check_perplexity, dense_affinities, dense_from_knn, n_neighbors_for,
                                              sparse_from_knn, transform_affinities)
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
@@ -69,7 +69,7 @@ def pca_init(X: np.ndarray, n_components: int, std: float = 1e-4) -> np.ndarray:
 
 
 
-class TSNE(EstimatorBase):
+class TSNE(TransformerBase):
     """t-Distributed Stochastic Neighbour Embedding (and SNE / symmetric SNE),
     a drop-in for ``sklearn.manifold.TSNE`` (scikit-learn 1.9's parameters).
 
@@ -199,6 +199,8 @@ class TSNE(EstimatorBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = self.metric == "precomputed"
         tags.input_tags.sparse = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float32"]  # as scikit-learn's: float32 output
         return tags
 
     # ------------------------------------------------------------------ checks
@@ -233,7 +235,7 @@ class TSNE(EstimatorBase):
             check_positive(self.learning_rate, "learning_rate", allow_tensor=False)
         self._angle()
         if n < 2:
-            raise ValueError(f"X needs at least 2 samples for t-SNE, got N={n}")
+            raise ValueError(f"X needs at least 2 samples for t-SNE, got n_samples={n}")
         check_perplexity(self.perplexity, n)
         d = self.n_components
         if self.method == "barnes_hut" and d > 3:
@@ -460,29 +462,39 @@ class TSNE(EstimatorBase):
         ndarray of float32, shape (M, n_components)
         """
         if not hasattr(self, "embedding_"):
-            raise RuntimeError("TSNE.transform needs a fitted model: call fit first")
-        if self.n_components != 2 or self.kernel != "student_t":
-            raise ValueError("transform needs n_components=2 and kernel='student_t'")
+            raise not_fitted_error("TSNE")
+        if self.kernel != "student_t" or self.n_components > 2:
+            raise ValueError("transform needs n_components <= 2 and kernel='student_t'")
         metric = self.metric if isinstance(self.metric, str) else None
         if metric not in ("euclidean", "cosine") or self.metric_params:
             raise ValueError(f"transform supports metric='euclidean' or 'cosine', the model uses {self.metric!r}")
-        X = as_float_array(X.toarray() if sp.issparse(X) else X, "X")
-        if X.shape[1] != self._X.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but the model was fitted on {self._X.shape[1]}")
+        X = check_input_matrix(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but TSNE is expecting {self.n_features_in_} features "
+                             "as input")
         check_int(max_iter, "max_iter", low=0)
         check_positive(learning_rate, "learning_rate", allow_tensor=False)
         check_positive(exaggeration, "exaggeration", allow_tensor=False)
         _check_fraction(momentum, "momentum")
         if max_grad_norm is not None:
             check_positive(max_grad_norm, "max_grad_norm", allow_tensor=False)
-        X_train = self._X.toarray() if sp.issparse(self._X) else self._X
+        X_in = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+        X = as_float_array(X_in, "X")
+        X_train = np.asarray(self._X.toarray() if sp.issparse(self._X) else self._X, dtype=np.float64)
         P = transform_affinities(X_train, X, perplexity, metric=metric, n_jobs=self.n_jobs)
         m = X.shape[0]
         k = P.indptr[1] - P.indptr[0]
         cols = P.indices.reshape(m, k)
-        Y = np.ascontiguousarray(np.median(self._Y64[cols], axis=1))
-        objective = TransformObjective(P, self._Y64, dof=self.dof, theta=self._angle(), n_jobs=self.n_jobs)
+        ref = self._Y64 if self.n_components == 2 else np.hstack([self._Y64, np.zeros_like(self._Y64)])
+        Y = np.ascontiguousarray(np.median(ref[cols], axis=1))  # 1-D: embedded on the line y = 0
+        objective = TransformObjective(P, ref, dof=self.dof, theta=self._angle(), n_jobs=self.n_jobs)
         opt = GradientDescent(Y, n_jobs=self.n_jobs)
         run_phase(Y, objective, opt, n_iter=max_iter, start=0, learning_rate=learning_rate, momentum=momentum,
                   exaggeration=exaggeration, center=False, max_grad_norm=max_grad_norm, max_step_norm=None)
+        # a new point equal to a training point takes that point's fitted position (so that
+        # fit(X).transform(X) == fit_transform(X), scikit-learn's transformer contract)
+        first = cols[np.arange(m), np.argmin(np.linalg.norm(X_train[cols] - X_in[:, None, :], axis=2), axis=1)]
+        same = (X_train[first] == X_in).all(axis=1)
+        Y[same] = ref[first[same]]
+        Y = Y[:, :self.n_components]
         return Y.astype(np.float32)
