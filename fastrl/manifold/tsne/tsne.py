@@ -285,6 +285,10 @@ class TSNE(TransformerBase):
         Y = as_float_array(self.init, "init", dtype=np.float64)
         if Y.shape != (n, d):
             raise ValueError(f"init must have shape (N, n_components) = {(n, d)}, got {Y.shape}")
+        big = float(np.abs(Y).max())
+        if big > 1e30:  # the embedding is returned in float32 (max ~3.4e38); t-SNE embeddings span ~1e2
+            raise ValueError(f"init has values up to {big:.3g}; they must be below 1e30 in magnitude (the "
+                             "embedding is float32, and t-SNE embeddings span ~1e2): rescale init")
         return Y.copy()
 
     def _device(self, X):
