@@ -229,3 +229,13 @@ def test_cca_regularisation_and_bad_input(rng):
         CCA(2).transform(X)
     with pytest.raises(ValueError, match="reg"):
         cca(X, Y, 2, reg=-1.0)
+
+
+def test_classical_mds_on_huge_distances(rng):
+    X = rng.standard_normal((40, 3))
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    E = classical_mds(D * 1e200, n_components=2)
+    assert np.isfinite(E).all()
+    np.testing.assert_allclose(E, classical_mds(D, n_components=2) * 1e200, rtol=1e-9, atol=1e191)
+    with pytest.raises(ValueError, match="float64 range"):
+        classical_mds(D * 1e200, n_components=2, return_eigenvalues=True)

@@ -98,7 +98,7 @@ def classical_mds(D=None, X=None, n_components: int = 2, *, return_eigenvalues: 
     E = sign_flip(V * np.sqrt(np.clip(w, 0.0, None))) * scale
     if return_eigenvalues:
         with np.errstate(over="ignore"):
-            w = w * scale ** 2
+            w = w * np.float64(scale) ** 2
         if not np.isfinite(w).all():
             raise ValueError(f"the eigenvalues of the distances' Gram matrix exceed the float64 range (distances "
                              f"up to {scale:.3g}); the embedding itself is finite: call with "

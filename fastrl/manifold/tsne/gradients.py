@@ -19,9 +19,21 @@ from fastrl.neighbors.knn import _core, _n_jobs
 N_INTERP = 3  # Lagrange nodes per box (fixed in the compiled spreading code)
 FFT_DTYPE = np.float32  # precision of the grid transforms
 BOX_QUANTUM = 1.02  # box widths are powers of this (kernel-FFT cache hits)
-MAX_BOXES = 500  # cap on boxes per axis: time and memory stay bounded however wide the embedding
-# (a 70k-point MNIST embedding spans ~100-200 units, under the cap; wider ones get boxes > 1 unit). Small N
-# caps lower, at 2 sqrt(N) boxes (grid nodes ~ 36 N), so a wide init on few points stays cheap.
+MAX_BOXES = 1000  # cap on boxes per axis: time and memory stay bounded however wide the embedding
+
+
+def max_boxes_for(n: int, min_num_intervals: int = 50) -> int:
+    """Grid cap for N points: ``clip(2 sqrt(N), min_num_intervals, MAX_BOXES)``
+    boxes per axis (a 70k-point MNIST embedding spans ~100-200 units: under
+    its cap of 529). :class:`~fastrl.manifold.tsne.optimizer.SparseObjective`
+    takes Barnes-Hut's repulsion when a span needs more boxes than this."""
+    return int(min(MAX_BOXES, max(min_num_intervals, 2 * np.sqrt(n))))
+
+
+def fft_fits(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0) -> bool:
+    """Whether the span of ``Y`` fits the capped grid at ``ints_in_interval``."""
+    span = float(Y.max() - Y.min())
+    return span / ints_in_interval <= max_boxes_for(Y.shape[0], min_num_intervals)
 WIDE_SPAN = 1e30  # beyond this the grid transforms run in float64 (float32 charges would overflow)
 
 
@@ -195,7 +207,7 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     n = Y.shape[0]
     jobs = _n_jobs(n_jobs)
     lo, h, n_boxes = fft_grid(Y, min_num_intervals, ints_in_interval,
-                              max_boxes=min(MAX_BOXES, int(2 * np.sqrt(n)) + 1))
+                              max_boxes=max_boxes_for(n, min_num_intervals))
     g = N_INTERP * n_boxes
     m = scipy.fft.next_fast_len(2 * g - 1, real=True)
     workers = 1 if m * m < 250_000 else (jobs if jobs > 0 else -1)
@@ -256,9 +268,9 @@ def kl_gradient(P, Y, *, method: str = "fft", dof: float = 1.0, theta: float = 0
         ``dKL/dY`` (with the factor 4).
     """
     A, kl_part = attractive_forces(P, Y, dof=dof, exaggeration=exaggeration, eval_kl=True, n_jobs=n_jobs)
-    if method == "fft":
+    if method == "fft" and fft_fits(Y):
         R, Z = fft_repulsion(Y, dof=dof, n_jobs=n_jobs)
-    elif method == "barnes_hut":
+    elif method in ("fft", "barnes_hut"):
         R, Z = bh_repulsion(Y, theta=theta, dof=dof, n_jobs=n_jobs)
     else:
         raise ValueError(f"method must be 'fft' or 'barnes_hut', got {method!r}")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from fastrl.manifold.tsne.gradients import CSRParts, attractive_forces, bh_repulsion, fft_repulsion
+from fastrl.manifold.tsne.gradients import CSRParts, attractive_forces, bh_repulsion, fft_fits, fft_repulsion
 from fastrl.manifold.tsne.reference import exact_kl_gradient
 from fastrl.neighbors.knn import _core, _n_jobs
 
@@ -31,7 +31,7 @@ class SparseObjective:
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
                                        n_jobs=self.n_jobs) if eval_kl else (
             attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
-        if self.method == "fft":
+        if self.method == "fft" and fft_fits(Y):  # else the grid would exceed its cap: Barnes-Hut
             R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache)
         else:
             R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)
