@@ -77,10 +77,11 @@ class TSNE(TransformerBase):
     ----------
     n_components : int
         Embedding dimension (Barnes-Hut: <= 2; FFT and ``transform``: 2).
-    perplexity : float
+    perplexity : float or list of float
         Effective number of neighbours, ``0 < perplexity < N`` on every
         method; the kNN graph has ``k = min(N - 1, 3 * perplexity)`` neighbours
-        and a perplexity above ``k`` gives uniform rows.
+        and a perplexity above ``k`` gives uniform rows. A list gives
+        multiscale affinities (the mean of each scale's, k from the largest).
     early_exaggeration : float
         Factor on P during the first ``early_exaggeration_iter`` iterations.
     learning_rate : float or "auto"
