@@ -20,8 +20,10 @@ from fastrl.neighbors.knn import _core, _n_jobs
 class SparseObjective:
     """KL(P || Q) over a sparse joint P; repulsion by ``"fft"`` or ``"barnes_hut"``."""
 
-    def __init__(self, P, method: str, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None):
+    def __init__(self, P, method: str, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None,
+                 min_num_intervals: int = 50, ints_in_interval: float = 1.0):
         self.P, self.method, self.dof, self.theta, self.n_jobs = CSRParts(P), method, float(dof), float(theta), n_jobs
+        self.grid = dict(min_num_intervals=int(min_num_intervals), ints_in_interval=float(ints_in_interval))
         self.cache: dict = {}
 
     def __call__(self, Y, exaggeration: float, eval_kl: bool):
@@ -31,8 +33,8 @@ class SparseObjective:
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
                                        n_jobs=self.n_jobs) if eval_kl else (
             attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
-        if self.method == "fft" and fft_fits(Y):  # else the grid would exceed its cap: Barnes-Hut
-            R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache)
+        if self.method == "fft" and fft_fits(Y, **self.grid):  # else the grid would exceed its cap: Barnes-Hut
+            R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache, **self.grid)
         else:
             R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)
         A -= R / Z
