@@ -104,13 +104,13 @@ def _perplexity(perplexity, k_neighbors):
 
 
 def _check_perplexities(perplexities, k_neighbors):
-    """openTSNE's rule: a perplexity above the neighbour count is lowered to a
-    third of it, with a warning."""
+    """openTSNE's rule: a perplexity needing more than the ``k_neighbors``
+    available (``3 * perplexity > k``) is lowered to ``k / 3``, with a warning."""
     out = []
     for p in np.atleast_1d(np.asarray(perplexities, dtype=np.float64)):
         if not np.isfinite(p) or p <= 0:
             raise ValueError(f"Perplexity must be > 0 and finite, {p} given")
-        if p > k_neighbors:
+        if int(3 * p) > k_neighbors:
             new = k_neighbors / 3
             msg = f"Perplexity value {p:g} is too high. Using perplexity {new:.2f} instead"
             log.warning(msg)
@@ -135,13 +135,28 @@ class PerplexityBasedNN(Affinities):
         n = self.knn_index.data.shape[0]
         k = (min(n - 1, int(3 * float(np.max(perplexity)))) if k_neighbors == "auto"
              else min(n - 1, int(k_neighbors)))
-        self.perplexity = _perplexity(perplexity, k)
-        self.effective_perplexity_ = self.perplexity
+        self.perplexity = perplexity
+        self.effective_perplexity_ = _perplexity(perplexity, k)
         k = min(n - 1, max(k, 1))
-        self.symmetrize = symmetrize
-        self._idx, dist = self.knn_index.build(k)
-        self.P = _joint(self._idx, multiscale_affinities(dist, self.perplexity, n_jobs=n_jobs), n, symmetrize)
-        self.n_jobs = n_jobs
+        self.symmetrize, self.n_jobs = symmetrize, n_jobs
+        self._idx, self._dist = self.knn_index.build(k)
+        self.P = _joint(self._idx, multiscale_affinities(self._dist, self.effective_perplexity_, n_jobs=n_jobs), n,
+                        symmetrize)
+
+    def set_perplexity(self, new_perplexity):
+        """Recompute P for a perplexity the existing kNN graph supports
+        (RuntimeError if it would need more neighbours)."""
+        if new_perplexity == self.perplexity:
+            return
+        p = _perplexity(new_perplexity, np.inf)
+        if float(np.max(p)) > self._idx.shape[1]:
+            raise RuntimeError(f"The desired perplexity `{float(np.max(p)):.2f}` is larger than the kNN graph "
+                               f"allows. Please create a new `{type(self).__name__}` instance with the increased "
+                               "perplexity.")
+        k = max(1, min(self._idx.shape[1], int(3 * float(np.max(p)))))
+        self.perplexity, self.effective_perplexity_ = new_perplexity, p
+        self.P = _joint(self._idx[:, :k], multiscale_affinities(self._dist[:, :k], p, n_jobs=self.n_jobs),
+                        self._idx.shape[0], self.symmetrize)
 
     def to_new(self, data, perplexity=None, return_distances=False, k_neighbors="auto"):
         """Conditional affinities (M, N) of new points to the indexed ones (rows sum to 1)."""
@@ -199,12 +214,46 @@ class MultiscaleMixture(Affinities):
         self.knn_index = knn_index if knn_index is not None else _KNNIndex(
             data, metric, metric_params, method, n_jobs, random_state)
         n = self.knn_index.data.shape[0]
-        k = min(n - 1, int(3 * max(perplexities)))
-        self.perplexities = _check_perplexities(perplexities, k)
+        self.perplexities = self.check_perplexities(perplexities, n)
         self.effective_perplexities_ = self.perplexities
-        self.n_jobs = n_jobs
-        idx, dist = self.knn_index.build(max(k, 1))
-        self.P = _joint(idx, self._conditional(dist, self.perplexities), n, symmetrize)
+        self.n_jobs, self.symmetrize = n_jobs, symmetrize
+        k = max(1, min(n - 1, int(3 * max(self.perplexities))))
+        self._idx, self._dist = self.knn_index.build(k)
+        self.P = _joint(self._idx, self._conditional(self._dist, self.perplexities), n, symmetrize)
+
+    @staticmethod
+    def check_perplexities(perplexities, n_samples):
+        """openTSNE's rule: sorted; one above (N - 1) / 3 is lowered to it (with
+        a warning) and dropped if that value is already in the list."""
+        usable = []
+        for p in sorted(float(v) for v in np.atleast_1d(perplexities)):
+            if not np.isfinite(p) or p <= 0:
+                raise ValueError(f"Perplexity must be > 0 and finite, {p} given")
+            if 3 * p > n_samples - 1:
+                new = (n_samples - 1) / 3
+                msg = (f"Perplexity value {p:g} is too high. Dropping because the max perplexity is already in the "
+                       "list." if new in usable else f"Perplexity value {p:g} is too high. Using perplexity "
+                       f"{new:.2f} instead")
+                log.warning(msg)
+                warnings.warn(msg, UserWarning, stacklevel=3)
+                if new not in usable:
+                    usable.append(new)
+            else:
+                usable.append(p)
+        return usable
+
+    def set_perplexities(self, new_perplexities):
+        """Recompute P for perplexities the existing kNN graph supports (RuntimeError otherwise)."""
+        if list(new_perplexities) == list(self.perplexities):
+            return
+        new = self.check_perplexities(new_perplexities, self._idx.shape[0])
+        if 3 * max(new) > self._idx.shape[1] + 1e-9:
+            raise RuntimeError(f"The desired perplexities need more neighbours than the kNN graph has "
+                               f"({self._idx.shape[1]}); create a new `{type(self).__name__}` instance")
+        k = max(1, min(self._idx.shape[1], int(3 * max(new))))
+        self.perplexities = self.effective_perplexities_ = new
+        self.P = _joint(self._idx[:, :k], self._conditional(self._dist[:, :k], new), self._idx.shape[0],
+                        self.symmetrize)
 
     def _conditional(self, dist, perplexities):
         if self._average_after:

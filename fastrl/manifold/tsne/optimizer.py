@@ -60,17 +60,25 @@ class TransformObjective:
     """New points against a fixed embedding: each new point i has its own
     ``q_{j|i} = w_ij / Z_i`` over the reference points, the cost is the mean
     over new points of ``KL(P_i || Q_i)`` (rows of P sum to 1); repulsion by
-    Barnes-Hut over the reference points."""
+    Barnes-Hut over the reference points. ``pointwise=False`` uses one
+    normaliser ``Z = sum_i Z_i`` for all new points (openTSNE's partial
+    embeddings)."""
 
-    def __init__(self, P, Y_ref, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None):
+    def __init__(self, P, Y_ref, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None, pointwise: bool = True):
         self.P, self.Y_ref, self.dof, self.theta, self.n_jobs = CSRParts(P), Y_ref, float(dof), float(theta), n_jobs
+        self.pointwise = pointwise
 
     def __call__(self, Y, exaggeration: float, eval_kl: bool):
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, Y_ref=self.Y_ref,
                                        eval_kl=True, n_jobs=self.n_jobs)
         R, z = bh_repulsion(Y, theta=self.theta, dof=self.dof, Y_ref=self.Y_ref, per_point=True, n_jobs=self.n_jobs)
-        A -= R / z[:, None]
-        kl = (kl_part + float(np.log(z).sum())) / Y.shape[0] if eval_kl else None
+        if self.pointwise:
+            A -= R / z[:, None]
+            kl = (kl_part + float(np.log(z).sum())) / Y.shape[0] if eval_kl else None
+        else:  # openTSNE's partial embeddings: one normaliser Z = sum_i Z_i over all new points
+            Z = float(z.sum())
+            A -= R / Z
+            kl = kl_part + Y.shape[0] * np.log(Z) if eval_kl else None
         return kl, A
 
 
