@@ -303,3 +303,31 @@ def test_theta_is_a_deprecated_alias_of_angle():
     with pytest.warns(FutureWarning, match="angle"):
         E1 = TSNE(theta=0.2, **kw).fit_transform(X)
     np.testing.assert_array_equal(E1, TSNE(angle=0.2, **kw).fit_transform(X))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_octree_repulsion_matches_exact_sum(d):
+    from fastrl.manifold.tsne.octree import bh_repulsion_nd
+    rng = np.random.default_rng(21)
+    Y = rng.normal(size=(300, d)) * 4
+    Y[5] = Y[7] = Y[9]  # coincident points share a leaf
+    d2 = ((Y[:, None] - Y[None]) ** 2).sum(-1)
+    for dof in (1.0, 0.7):
+        u = 1.0 / (1.0 + d2 / dof)
+        w = u ** dof
+        np.fill_diagonal(w, 0.0)
+        R_ref = ((w * u)[:, :, None] * (Y[:, None] - Y[None])).sum(1)
+        R, Z = bh_repulsion_nd(Y, theta=0.0, dof=dof)
+        assert Z == pytest.approx(w.sum(), rel=1e-12) and _rel(R, R_ref) < 1e-12
+        R, Z = bh_repulsion_nd(Y, theta=0.5, dof=dof)
+        assert Z == pytest.approx(w.sum(), rel=2e-2) and _rel(R, R_ref) < 0.1
+
+
+def test_barnes_hut_in_three_dimensions():
+    X, y = _blobs(150, 6, seed=22)
+    t = TSNE(n_components=3, method="barnes_hut", perplexity=15, max_iter=300, random_state=0).fit(X)
+    assert t.embedding_.shape == (150, 3) and t.method_ == "barnes_hut" and np.isfinite(t.kl_divergence_)
+    from sklearn.neighbors import KNeighborsClassifier
+    assert KNeighborsClassifier(5).fit(t.embedding_, y).score(t.embedding_, y) > 0.95
+    with pytest.raises(ValueError, match="'n_components' should be inferior to 4"):
+        TSNE(n_components=4, method="barnes_hut").fit(X)

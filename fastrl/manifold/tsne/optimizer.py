@@ -33,7 +33,10 @@ class SparseObjective:
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
                                        n_jobs=self.n_jobs) if eval_kl else (
             attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
-        if self.method == "fft" and fft_fits(Y, **self.grid):  # else the grid would exceed its cap: Barnes-Hut
+        if Y.shape[1] == 3:  # the octree (Numba); the compiled quadtree is 2-D
+            from fastrl.manifold.tsne.octree import bh_repulsion_nd
+            R, Z = bh_repulsion_nd(Y, theta=self.theta, dof=self.dof)
+        elif self.method == "fft" and fft_fits(Y, **self.grid):  # else the grid would exceed its cap: Barnes-Hut
             R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache, **self.grid)
         else:
             R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)

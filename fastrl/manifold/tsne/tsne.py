@@ -19,7 +19,7 @@ METHODS = ("auto", "exact", "barnes_hut", "fft")
 KERNELS = ("student_t", "gaussian")
 BARNES_HUT_MAX_N = 10_000  # "auto": Barnes-Hut below this size, FFT interpolation above
 EXACT_LIMIT_N = 20_000     # dense O(N^2) memory beyond this is refused
-BH_MAX_DIM = 2             # Barnes-Hut tree dimensions supported by the compiled core
+BH_MAX_DIM = 3             # Barnes-Hut: compiled quadtree (1-D, 2-D), Numba octree (3-D)
 
 
 def check_device(device):
@@ -76,7 +76,8 @@ class TSNE(TransformerBase):
     Parameters
     ----------
     n_components : int
-        Embedding dimension (Barnes-Hut: <= 2; FFT and ``transform``: 2).
+        Embedding dimension (Barnes-Hut: <= 3, an octree for 3; FFT: 2;
+        ``transform``: <= 2).
     perplexity : float or list of float
         Effective number of neighbours, ``0 < perplexity < N`` on every
         method; the kNN graph has ``k = min(N - 1, 3 * perplexity)`` neighbours
@@ -114,7 +115,8 @@ class TSNE(TransformerBase):
     method : {"auto", "barnes_hut", "exact", "fft"}
         Repulsion: exact O(N^2), Barnes-Hut tree, or FFT-accelerated
         interpolation. ``"auto"`` (fastrl's default): Barnes-Hut below 10 000
-        points, FFT above (2-D), exact for other dimensions.
+        points, FFT above (2-D), exact for other dimensions (ask for
+        ``"barnes_hut"`` to get the 3-D octree).
     angle : float
         Barnes-Hut opening angle.
     n_jobs : int, optional
