@@ -131,7 +131,8 @@ def test_tsne_separates_clusters_and_is_deterministic(method):
     E1 = TSNE(**kw).fit_transform(X)
     t = TSNE(**kw).fit(X)
     np.testing.assert_array_equal(E1, t.embedding_)
-    assert t.n_iter_ == 299 and t.method_ == method  # scikit-learn: index of the last iteration and np.isfinite(t.kl_divergence_)
+    # n_iter_ is scikit-learn's: the index of the last iteration
+    assert t.n_iter_ == 299 and t.method_ == method and np.isfinite(t.kl_divergence_)
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.model_selection import cross_val_score
     assert cross_val_score(KNeighborsClassifier(5), E1, y, cv=3).mean() > 0.95

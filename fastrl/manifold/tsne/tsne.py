@@ -1,7 +1,6 @@
 """scikit-learn-compatible t-SNE estimator (scikit-learn 1.9's parameters, openTSNE's speed tricks)."""
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 
@@ -10,7 +9,7 @@ import scipy.sparse as sp
 
 from fastrl._validation import as_float_array, check_choice, check_int, check_positive
 from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
-from fastrl.manifold.tsne.affinities import (check_perplexity, dense_affinities, dense_from_knn, n_neighbors_for,
+from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, n_neighbors_for,
                                              sparse_from_knn, transform_affinities)
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
                                             run_phase)
