@@ -207,11 +207,18 @@ def metric_knn_graph(X, k: int, metric, metric_params=None, *, n_jobs=None):
         if not 1 <= k < n:
             raise ValueError(f"k must be in [1, N) (N = {n}), got k={k}")
         return _knn_sparse_precomputed(D, k) if sp.issparse(D) else _knn_from_rows(D, k, 0)
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        if X.nnz and not np.isfinite(X.data).all():
+            raise ValueError("X contains NaN or inf")
+    else:
+        from fastrl._validation import as_float_array
+        X = as_float_array(X, "X", dtype=np.float64)  # 2-D, non-empty, finite
     n = X.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, N) (N = {n}), got k={k}")
     if kind in ("compiled", "fast") and not sp.issparse(X):
-        A = np.ascontiguousarray(X, dtype=np.float64)
+        A = X
         code = {"manhattan": 0, "chebyshev": 1, "minkowski": 2}[name] if kind == "compiled" else 2
         p = float(params.get("p", 2.0))
         idx = np.empty((n, k), dtype=np.int64)
