@@ -99,6 +99,11 @@ def test_knn_graph_precomputed_dense_sparse_and_csr_input():
         knn_graph(-pairwise_distances(X), 5, metric="precomputed")
     with pytest.raises(ValueError, match="metric must be one of"):
         knn_graph(X, 5, metric="nonsense")
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    for metric in ("manhattan", "correlation"):  # compiled and scikit-learn paths
+        with pytest.raises(ValueError, match="NaN"):
+            knn_graph(bad, 5, metric=metric)
 
 
 @pytest.mark.parametrize("metric,dist", [("manhattan", "manhattan"), ("cosine", "cosine")])
