@@ -108,7 +108,8 @@ class TSNE(TransformerBase):
         ``"pca"``: PCA scaled to standard deviation 1e-4; ``"random"``:
         N(0, 1e-4^2). Arrays are used as given.
     verbose : int
-        1: scikit-learn's progress lines; 2: also every 50 iterations.
+        1: scikit-learn's progress lines; 2: also every 50 iterations and the
+        reason of an early stop.
     random_state : int, numpy Generator or RandomState, optional
         Same seed, same thread count -> bitwise identical embedding.
     method : {"auto", "barnes_hut", "exact", "fft"}
@@ -409,7 +410,8 @@ class TSNE(TransformerBase):
         ee_iter = self._EXPLORATION_MAX_ITER if self.early_exaggeration_iter is None else self.early_exaggeration_iter
         ee_iter = min(ee_iter, self.max_iter)
         common = dict(callbacks=callbacks, history=history, max_step_norm=self.max_step_norm,
-                      kl_every=self._N_ITER_CHECK, min_grad_norm=float(self.min_grad_norm), log=log)
+                      kl_every=self._N_ITER_CHECK, min_grad_norm=float(self.min_grad_norm),
+                      log=log if self.verbose >= 2 else None)  # per-check lines at verbose >= 2, as scikit-learn
         it, stopped, kl = run_phase(Y, objective, opt, n_iter=ee_iter, start=0,
                                     learning_rate=self._lr(n, self.early_exaggeration),
                                     momentum=self.initial_momentum, exaggeration=float(self.early_exaggeration),
