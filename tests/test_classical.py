@@ -151,8 +151,8 @@ def test_laplacian_disconnected_graph(rng):
     y = np.repeat(np.arange(4), 40)
     with pytest.raises(ValueError, match="disconnected"):
         LaplacianEigenmaps(2, n_neighbors=5, disconnected="raise").fit(X)
-    with pytest.raises(ValueError, match="disconnected"):
-        spectral_embedding(knn_affinity(X, 5)[0], 2)
+    with pytest.warns(UserWarning, match="not fully connected"):  # scikit-learn's spectral_embedding warns
+        spectral_embedding(knn_affinity(X, 5)[0], n_components=2)
     with pytest.warns(UserWarning, match="4 connected components"):
         le = LaplacianEigenmaps(2, n_neighbors=5).fit(X)
     assert connected_components(le.affinity_matrix_)[0] == 1
@@ -177,8 +177,10 @@ def test_laplacian_bad_input(rng):
         LaplacianEigenmaps(disconnected="ignore").fit(X)
     with pytest.raises(ValueError, match="t must be > 0"):
         LaplacianEigenmaps(t=-1.0).fit(X)
-    with pytest.raises(ValueError, match="symmetric"):
-        spectral_embedding(sp.csr_matrix(np.triu(np.ones((5, 5)), 1)), 1)
+    with pytest.warns(UserWarning, match="not symmetric"):  # scikit-learn averages it with its transpose
+        spectral_embedding(sp.csr_matrix(np.triu(np.ones((5, 5)), 1)), n_components=1)
+    with pytest.raises(ValueError, match="non-negative"):
+        spectral_embedding(-np.ones((5, 5)), n_components=1)
 
 
 # ----------------------------------------------------------------------------- CCA
@@ -227,3 +229,13 @@ def test_cca_regularisation_and_bad_input(rng):
         CCA(2).transform(X)
     with pytest.raises(ValueError, match="reg"):
         cca(X, Y, 2, reg=-1.0)
+
+
+def test_classical_mds_on_huge_distances(rng):
+    X = rng.standard_normal((40, 3))
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    E = classical_mds(D * 1e200, n_components=2)
+    assert np.isfinite(E).all()
+    np.testing.assert_allclose(E, classical_mds(D, n_components=2) * 1e200, rtol=1e-9, atol=1e191)
+    with pytest.raises(ValueError, match="float64 range"):
+        classical_mds(D * 1e200, n_components=2, return_eigenvalues=True)

@@ -53,7 +53,7 @@ def test_trustworthiness_bad_input(rng):
         trustworthiness(X, E, 10)
     with pytest.raises(ValueError, match="same number of rows"):
         trustworthiness(X, E[:-1], 3)
-    with pytest.raises(ValueError, match="E contains NaN"):
+    with pytest.raises(ValueError, match="X_embedded contains NaN"):
         trustworthiness(X, np.full_like(E, np.nan), 3)
 
 
@@ -140,3 +140,23 @@ def test_alignment_uniformity_reexport():
     assert M.alignment is losses.alignment and M.uniformity is losses.uniformity
     with pytest.raises(AttributeError):
         M.no_such_metric
+
+
+def test_trustworthiness_bad_arguments_name_themselves(rng):
+    X, E = _noisy_projection(rng, 30, 4)
+    with pytest.raises(ValueError, match="block_size"):
+        trustworthiness(X, E, 3, block_size=-1)
+    with pytest.raises(ValueError, match="X_embedded has no features"):
+        trustworthiness(X, E[:, :0], 3)
+    with pytest.raises(TypeError, match="X must be real"):
+        trustworthiness(X + 1j, E, 3)
+    with pytest.raises(TypeError, match="X_embedded must be real"):
+        trustworthiness(X, torch.from_numpy(E + 1j), 3)
+    # small blocks give the same value as one block
+    assert trustworthiness(X, E, 3, block_size=1) == trustworthiness(X, E, 3)
+
+
+def test_trustworthiness_default_is_sklearns(rng):
+    from sklearn.manifold import trustworthiness as sk_trust
+    X, E = _noisy_projection(rng, 80, 6)
+    assert trustworthiness(X, E) == pytest.approx(sk_trust(X, E), abs=1e-12)  # n_neighbors=5 on both

@@ -131,7 +131,8 @@ def test_tsne_separates_clusters_and_is_deterministic(method):
     E1 = TSNE(**kw).fit_transform(X)
     t = TSNE(**kw).fit(X)
     np.testing.assert_array_equal(E1, t.embedding_)
-    assert t.n_iter_ == 300 and t.method_ == method and np.isfinite(t.kl_divergence_)
+    # n_iter_ is scikit-learn's: the index of the last iteration
+    assert t.n_iter_ == 299 and t.method_ == method and np.isfinite(t.kl_divergence_)
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.model_selection import cross_val_score
     assert cross_val_score(KNeighborsClassifier(5), E1, y, cv=3).mean() > 0.95
@@ -146,7 +147,7 @@ def test_kl_history_callbacks_and_early_stop():
         return it >= 150
 
     t = TSNE(method="barnes_hut", max_iter=400, random_state=0, callbacks=cb).fit(X)
-    assert [s[0] for s in seen] == [50, 100, 150] and t.n_iter_ == 150
+    assert [s[0] for s in seen] == [50, 100, 150] and t.n_iter_ == 149
     assert all(np.isfinite(s[1]) and s[2] == (120, 2) for s in seen)
     assert t.kl_history_[-1][0] == 150
 
@@ -181,7 +182,7 @@ def test_transform_places_points_near_training_neighbours():
 
 @pytest.mark.parametrize("kwargs,X,match", [
     ({"perplexity": 10.0}, np.zeros((10, 3)), "perplexity"),
-    ({"perplexity": 2.0}, np.random.default_rng(0).normal(size=(3, 3)), "at least 4"),
+    ({"perplexity": 0.5}, np.random.default_rng(0).normal(size=(1, 3)), "at least 2"),
     ({"init": np.zeros((5, 2)), "perplexity": 3.0}, np.random.default_rng(0).normal(size=(12, 3)), "init"),
     ({"method": "tree"}, np.random.default_rng(0).normal(size=(12, 3)), "method"),
     ({"perplexity": -1.0}, np.random.default_rng(0).normal(size=(12, 3)), "perplexity"),
@@ -197,7 +198,7 @@ def test_nan_input_and_transform_before_fit():
     X[4, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         TSNE(perplexity=3).fit(X)
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises((RuntimeError, ValueError), match="fit"):
         TSNE().transform(X)
     with pytest.raises(ValueError, match="perplexity"):
         joint_probabilities(np.ones((5, 2)), 5.0)
@@ -208,6 +209,126 @@ def test_sklearn_clone_and_params():
     t = TSNE(perplexity=7.0, method="fft", random_state=4)
     c = clone(t)
     assert c.get_params() == t.get_params() and c is not t
-    assert c.set_params(theta=0.3).theta == 0.3
-    with pytest.raises(ValueError, match="invalid parameter"):
+    assert c.set_params(angle=0.3).angle == 0.3
+    with pytest.raises(ValueError, match="nvalid parameter"):
         c.set_params(bogus=1)
+
+
+# ----------------------------------------------------------------------------- issue 13: bad and extreme inputs
+@pytest.mark.parametrize("std", [150.0, 1e15])
+def test_wide_init_keeps_fft_grid_bounded(std):
+    from fastrl.manifold.tsne.gradients import MAX_BOXES, fft_grid
+    X, _ = _blobs(300, 5, seed=13)
+    init = np.random.default_rng(0).normal(0, std, size=(300, 2))
+    # the grid is capped, so time and memory do not grow with the span
+    _, h, n_boxes = fft_grid(init, max_boxes=50)
+    assert n_boxes <= 50 * 1.05 and h * n_boxes * 3 >= np.ptp(init)
+    assert fft_grid(init * 1e6)[2] <= MAX_BOXES * 1.05
+    t = TSNE(method="fft", init=init, max_iter=3, random_state=0).fit(X)
+    assert np.isfinite(t.embedding_).all() and np.isfinite(t.kl_divergence_)
+    # beyond the cap the objective takes Barnes-Hut's repulsion: still right, against the exact sum
+    from fastrl.manifold.tsne.optimizer import SparseObjective
+    Y = np.ascontiguousarray(init[:60] / std * 100.0)
+    P = joint_probabilities(X[:60], 5.0)
+    kl, g = SparseObjective(P, "fft", theta=0.0)(Y, 1.0, True)
+    kl_ref, g_ref = exact_kl_gradient(P.toarray(), Y)
+    assert kl == pytest.approx(kl_ref, rel=1e-6) and _rel(4 * g, g_ref) < 1e-6
+
+
+def test_init_beyond_float32_range_is_refused():
+    X, _ = _blobs(40, 3, seed=14)
+    with pytest.raises(ValueError, match="init has values up to"):
+        TSNE(method="fft", init=np.full((40, 2), 1e150), perplexity=5).fit(X)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"initial_momentum": float("nan")}, "initial_momentum"),
+    ({"final_momentum": 1.5}, "final_momentum"),
+    ({"max_step_norm": -1.0}, "max_step_norm"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"n_iter_without_progress": -2}, "n_iter_without_progress"),
+    ({"min_grad_norm": -1.0}, "min_grad_norm"),
+])
+def test_bad_optimizer_parameters_raise(kwargs, match):
+    X, _ = _blobs(30, 3, seed=15)
+    with pytest.raises(ValueError, match=match):
+        TSNE(perplexity=5, **kwargs).fit(X)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"learning_rate": float("nan")}, "learning_rate"), ({"learning_rate": -1.0}, "learning_rate"),
+    ({"exaggeration": float("nan")}, "exaggeration"), ({"momentum": float("nan")}, "momentum"),
+])
+def test_bad_transform_parameters_raise(kwargs, match):
+    X, _ = _blobs(60, 4, seed=16)
+    t = TSNE(perplexity=5, max_iter=50, random_state=0).fit(X[:50])
+    with pytest.raises(ValueError, match=match):
+        t.transform(X[50:], **kwargs)
+
+
+@pytest.mark.parametrize("method", ["exact", "barnes_hut"])
+def test_one_perplexity_rule_on_every_method(method):
+    X, _ = _blobs(40, 4, seed=17)
+    t = TSNE(method=method, perplexity=39.5, max_iter=60, random_state=0).fit(X)
+    assert np.isfinite(t.embedding_).all()
+    with pytest.raises(ValueError, match=r"perplexity \(40\) must be less than n_samples \(40\)"):
+        TSNE(method=method, perplexity=40).fit(X)
+
+
+def test_perplexity_above_k_gives_uniform_rows():
+    X, _ = _blobs(12, 3, seed=18)
+    P = dense_affinities(X, 11.5, symmetric=False)  # 11 neighbours: the largest reachable perplexity
+    off = P[~np.eye(12, dtype=bool)].reshape(12, 11)
+    np.testing.assert_allclose(off, 1.0 / 11, rtol=5e-3)  # the bisection ends next to beta = 0
+
+
+def test_unavailable_device_is_refused_before_any_work(monkeypatch):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+
+    def boom(*a, **k):
+        raise AssertionError("affinities were built before the device check")
+
+    monkeypatch.setattr(TSNE, "_affinities", boom)
+    X, _ = _blobs(30, 3, seed=19)
+    with pytest.raises(ValueError, match="device"):
+        TSNE(perplexity=5, device="cuda").fit(X)
+    with pytest.raises(ValueError, match="device"):
+        TSNE(perplexity=5, device="tpu:0").fit(X)
+
+
+def test_theta_is_a_deprecated_alias_of_angle():
+    X, _ = _blobs(60, 4, seed=20)
+    kw = dict(method="barnes_hut", perplexity=5, max_iter=60, random_state=0)
+    with pytest.warns(FutureWarning, match="angle"):
+        E1 = TSNE(theta=0.2, **kw).fit_transform(X)
+    np.testing.assert_array_equal(E1, TSNE(angle=0.2, **kw).fit_transform(X))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_octree_repulsion_matches_exact_sum(d):
+    from fastrl.manifold.tsne.octree import bh_repulsion_nd
+    rng = np.random.default_rng(21)
+    Y = rng.normal(size=(300, d)) * 4
+    Y[5] = Y[7] = Y[9]  # coincident points share a leaf
+    d2 = ((Y[:, None] - Y[None]) ** 2).sum(-1)
+    for dof in (1.0, 0.7):
+        u = 1.0 / (1.0 + d2 / dof)
+        w = u ** dof
+        np.fill_diagonal(w, 0.0)
+        R_ref = ((w * u)[:, :, None] * (Y[:, None] - Y[None])).sum(1)
+        R, Z = bh_repulsion_nd(Y, theta=0.0, dof=dof)
+        assert Z == pytest.approx(w.sum(), rel=1e-12) and _rel(R, R_ref) < 1e-12
+        R, Z = bh_repulsion_nd(Y, theta=0.5, dof=dof)
+        assert Z == pytest.approx(w.sum(), rel=2e-2) and _rel(R, R_ref) < 0.1
+
+
+def test_barnes_hut_in_three_dimensions():
+    X, y = _blobs(150, 6, seed=22)
+    t = TSNE(n_components=3, method="barnes_hut", perplexity=15, max_iter=300, random_state=0).fit(X)
+    assert t.embedding_.shape == (150, 3) and t.method_ == "barnes_hut" and np.isfinite(t.kl_divergence_)
+    from sklearn.neighbors import KNeighborsClassifier
+    assert KNeighborsClassifier(5).fit(t.embedding_, y).score(t.embedding_, y) > 0.95
+    with pytest.raises(ValueError, match="'n_components' should be inferior to 4"):
+        TSNE(n_components=4, method="barnes_hut").fit(X)

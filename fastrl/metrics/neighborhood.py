@@ -65,16 +65,22 @@ def _rank_excess_torch(S: torch.Tensor, nbr: torch.Tensor, start: int, k: int) -
 
 
 def _as_rows(X, name: str):
-    """float tensor (float64 kept) on X's device."""
+    """float tensor (float64 kept) on X's device; scipy.sparse input is densified."""
     if isinstance(X, torch.Tensor):
-        if X.dim() != 2 or X.shape[0] == 0:
+        if X.is_complex():
+            raise TypeError(f"{name} must be real; complex input is not supported (got {X.dtype})")
+        if X.dim() != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{name} must be 2-D and non-empty, got shape {tuple(X.shape)}")
         T = X.detach()
         T = T if T.dtype in (torch.float32, torch.float64) else T.float()
         if not bool(torch.isfinite(T).all()):
             raise ValueError(f"{name} contains NaN or inf")
         return T
+    if hasattr(X, "toarray"):
+        X = X.toarray()
     arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real; complex input is not supported (got dtype {arr.dtype})")
     return torch.from_numpy(as_float_array(arr, name, dtype=np.float64 if arr.dtype == np.float64 else np.float32))
 
 
@@ -84,52 +90,84 @@ def _knn_indices(T: torch.Tensor, k: int) -> torch.Tensor:
     return torch.as_tensor(idx, device=T.device)
 
 
-def trustworthiness(X, E, n_neighbors: int = 10, *, block_size: int | None = None) -> float:
+def _score_blocks(TX: torch.Tensor, metric, metric_params, B: int):
+    """Yield ``(start, S)`` with S a (b, N) block whose order along each row
+    is the order of input-space distances (Euclidean: ``|x_l|^2 - 2 x_i.x_l``
+    from one GEMM; "precomputed": the rows of X; other metrics: scikit-learn's
+    ``pairwise_distances``)."""
+    n = TX.shape[0]
+    if metric == "euclidean" and not metric_params:
+        Xc = TX - TX.mean(0, keepdim=True)
+        ones = torch.ones(n, 1, dtype=Xc.dtype, device=Xc.device)
+        # rows [-2 x_i, 1] times columns [x_l, |x_l|^2]
+        Q = torch.cat([-2.0 * Xc, ones], 1)
+        K = torch.cat([Xc, (Xc * Xc).sum(1, keepdim=True)], 1).T.contiguous()
+        for s in range(0, n, B):
+            yield s, Q[s: s + B] @ K
+        return
+    A = TX.cpu().numpy()
+    if metric == "precomputed":
+        if A.shape[0] != A.shape[1]:
+            raise ValueError(f"X must be a square distance matrix with metric='precomputed', got shape {A.shape}")
+        for s in range(0, n, B):
+            yield s, torch.from_numpy(np.ascontiguousarray(A[s: s + B], dtype=np.float64))
+        return
+    from sklearn.metrics import pairwise_distances
+    for s in range(0, n, B):
+        D = pairwise_distances(A[s: s + B], A, metric=metric, **dict(metric_params or {}))
+        yield s, torch.from_numpy(np.ascontiguousarray(D, dtype=np.float64))
+
+
+def trustworthiness(X, X_embedded, n_neighbors: int = 5, *, metric="euclidean", metric_params=None,
+                    block_size: int | None = None) -> float:
     """Trustworthiness of an embedding (Venna & Kaski 2001), as scikit-learn's
     ``sklearn.manifold.trustworthiness`` but without its N x N matrices.
 
     ``T(k) = 1 - 2 / (N k (2N - 3k - 1)) sum_i sum_{j in U_k(i)} max(0, r(i, j) - k)``
-    where ``U_k(i)`` are i's k nearest neighbours in E and ``r(i, j)`` is j's
-    rank among i's neighbours in X (Euclidean; ties broken by index, so the
-    value equals scikit-learn's wherever distances are not tied).
+    where ``U_k(i)`` are i's k nearest neighbours in the embedding and
+    ``r(i, j)`` is j's rank among i's neighbours in X (ties broken by index, so
+    the value equals scikit-learn's wherever distances are not tied).
 
     Parameters
     ----------
-    X : ndarray or torch.Tensor, shape (N, D)
+    X : ndarray, scipy.sparse matrix or torch.Tensor, shape (N, D), or (N, N) distances
         Input space. float64 input is ranked in float64.
-    E : ndarray or torch.Tensor, shape (N, d)
-        Embedding. CUDA tensors are processed on the GPU.
+    X_embedded : ndarray or torch.Tensor, shape (N, d)
+        Embedding (Euclidean neighbours). CUDA tensors are processed on the GPU.
     n_neighbors : int
-        ``1 <= n_neighbors < N / 2``.
+        ``1 <= n_neighbors < N / 2`` (scikit-learn's default 5).
+    metric : str or callable
+        Input-space metric: ``"euclidean"`` (streamed GEMM blocks),
+        ``"precomputed"`` (X holds the distances) or any metric of
+        scikit-learn's ``pairwise_distances`` (computed block by block).
+    metric_params : dict, optional
     block_size : int, optional
-        Rows per distance block (default: about 64 MiB of scores).
+        Rows per distance block, >= 1 (default: about 64 MiB of scores).
 
     Returns
     -------
     float in [0, 1]
     """
-    TX, TE = _as_rows(X, "X"), _as_rows(E, "E")
+    TX, TE = _as_rows(X, "X"), _as_rows(X_embedded, "X_embedded")
     n = TX.shape[0]
     if TE.shape[0] != n:
-        raise ValueError(f"X and E must have the same number of rows, got {n} and {TE.shape[0]}")
+        raise ValueError(f"X and X_embedded must have the same number of rows, got {n} and {TE.shape[0]}")
     k = check_int(n_neighbors, "n_neighbors", low=1)
     if k >= n / 2:
-        raise ValueError(f"n_neighbors must be < N / 2 ({n / 2}), got n_neighbors={k}")
+        raise ValueError(f"n_neighbors ({k}) should be less than n_samples / 2 ({n / 2})")
+    if block_size is not None:
+        check_int(block_size, "block_size", low=1)
+    if metric_params is not None and not isinstance(metric_params, dict):
+        raise TypeError(f"metric_params must be a dict or None, got {type(metric_params).__name__}")
     nbr = _knn_indices(TE, k).to(TX.device)
     TE = None
-    Xc = TX - TX.mean(0, keepdim=True)
-    ones = torch.ones(n, 1, dtype=Xc.dtype, device=Xc.device)
-    # one GEMM per block gives |x_l|^2 - 2 x_i.x_l: rows [-2 x_i, 1] times columns [x_l, |x_l|^2]
-    Q = torch.cat([-2.0 * Xc, ones], 1)
-    K = torch.cat([Xc, (Xc * Xc).sum(1, keepdim=True)], 1).T.contiguous()
     B = block_size or max(1, min(n, (1 << 24) // n))
     total = 0.0
-    for s in range(0, n, B):
-        S = Q[s: s + B] @ K
+    for s, S in _score_blocks(TX, metric, metric_params, B):
         if S.is_cuda:
-            total += float(_rank_excess_torch(S, nbr[s: s + B], s, k).sum())
+            total += float(_rank_excess_torch(S, nbr[s: s + S.shape[0]], s, k).sum())
         else:
-            total += float(_rank_excess(S.numpy(), nbr[s: s + B].numpy(), s, k).sum())
+            total += float(_rank_excess(S.numpy(), nbr[s: s + S.shape[0]].cpu().numpy(), s, k).sum())
     return 1.0 - total * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))
 
 

@@ -84,7 +84,7 @@ def _torch_knn(A: torch.Tensor, Q: torch.Tensor, k: int, metric: str, exclude_se
 
 
 def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_jobs=None,
-              random_state=None, n_trees=None, n_iters=None):
+              random_state=None, n_trees=None, n_iters=None, metric_params=None):
     """k-nearest-neighbour graph of the rows of ``X``, the point itself left out.
 
     Parameters
@@ -98,12 +98,17 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
         ``"exact"``: blocked brute force (C++, SIMD, OpenMP). ``"approx"``:
         NN-descent started from a random-projection forest. ``"auto"`` picks
         exact when N·D <= 2e7, or N <= 200k and k >= 50; NN-descent otherwise.
-    metric : {"euclidean", "cosine"}
-        Euclidean distance (not squared) or cosine distance ``1 - cos``.
+    metric : str or callable
+        ``"euclidean"`` (not squared) or ``"cosine"`` (``1 - cos``) run the
+        compiled path; ``"precomputed"`` (X is an (N, N) dense or CSR distance
+        matrix) and any other metric of scikit-learn's ``pairwise_distances``
+        go through :mod:`fastrl.neighbors.metrics` (exact search).
     n_jobs : int, optional
         Threads; None or -1 uses all cores.
     random_state : int, optional
         Seed for ``"approx"``.
+    metric_params : dict, optional
+        Extra keyword arguments of the metric (e.g. ``{"p": 3}`` for minkowski).
     n_trees, n_iters : int, optional
         NN-descent's forest size and maximum iterations (defaults scale with N).
 
@@ -114,7 +119,15 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
         Sorted ascending by distance (ties by index).
     """
     check_choice(method, "method", METHODS)
-    check_choice(metric, "metric", METRICS)
+    if metric_params or not (isinstance(metric, str) and metric in METRICS):  # other metrics, precomputed
+        from fastrl.neighbors.metrics import canonical_metric, metric_knn_graph
+        kind, name, _ = canonical_metric(metric, metric_params)
+        if kind != "fast":
+            idx, dist = metric_knn_graph(X, check_int(k, "k", low=1), metric, metric_params, n_jobs=n_jobs)
+            return idx, dist.astype(np.float32)
+        metric = name
+    if not isinstance(X, torch.Tensor) and hasattr(X, "toarray"):  # scipy.sparse input
+        X = X.toarray()
     if isinstance(X, torch.Tensor) and X.is_cuda:
         if X.dim() != 2:
             raise ValueError(f"X must be 2-D, got shape {tuple(X.shape)}")

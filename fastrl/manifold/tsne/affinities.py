@@ -12,18 +12,65 @@ from fastrl.neighbors.knn import _core, _n_jobs
 PERPLEXITY_TOL = 1e-6  # on the entropy (nats): perplexity within ~perplexity * 1e-6
 
 
-def n_neighbors_for(perplexity: float, n: int) -> int:
-    """kNN size used for a perplexity: ``min(N - 1, floor(3 * perplexity))``."""
-    return int(min(n - 1, max(1, int(3 * perplexity))))
+def n_neighbors_for(perplexity, n: int) -> int:
+    """kNN size used for a perplexity (the largest of a list):
+    ``min(N - 1, floor(3 * perplexity))``."""
+    return int(min(n - 1, max(1, int(3 * max_perplexity(perplexity)))))
 
 
-def check_perplexity(perplexity, n: int) -> float:
-    """Raise unless ``0 < perplexity < N``; returns it as float."""
+def multiscale_affinities(distances, perplexities, *, n_jobs=None, return_beta: bool = False):
+    """Conditional affinities for one perplexity or the mean over several
+    (multiscale t-SNE, Lee et al. 2015; openTSNE's ``Multiscale``): each
+    scale is calibrated on its own, rows of each sum to 1, then averaged.
+    Perplexities above the row's neighbour count are lowered to it.
+
+    Parameters
+    ----------
+    distances : ndarray, shape (N, k)
+    perplexities : float or sequence of float
+
+    Returns
+    -------
+    P : ndarray of float64, shape (N, k)
+    beta : ndarray, shape (N,) of the first scale (with ``return_beta``)
+    """
+    k = np.shape(distances)[1]
+    scales = [perplexities] if np.ndim(perplexities) == 0 else list(perplexities)
+    if not scales:
+        raise ValueError("perplexity: give at least one value")
+    P, beta = None, None
+    for p in scales:
+        Pc, b = perplexity_affinities(distances, min(float(p), k), n_jobs=n_jobs, return_beta=True)
+        P, beta = (Pc, b) if P is None else (P + Pc, beta)
+    P /= len(scales)
+    return (P, beta) if return_beta else P
+
+
+def max_perplexity(perplexity) -> float:
+    """The largest of one perplexity or a list of them (sets the kNN size)."""
+    return float(perplexity) if np.ndim(perplexity) == 0 else float(max(perplexity))
+
+
+def check_perplexity(perplexity, n: int):
+    """Raise unless every perplexity (a number or a list: multiscale) is in
+    ``(0, N)``; returns it as a float or a list of floats."""
+    if np.ndim(perplexity) == 1:
+        if len(perplexity) == 0:
+            raise ValueError("perplexity: give at least one value")
+        return [check_perplexity(p, n) for p in perplexity]
+    return _check_one_perplexity(perplexity, n)
+
+
+def _check_one_perplexity(perplexity, n: int) -> float:
+    """Raise unless ``0 < perplexity < N`` (the one rule on every method, as
+    scikit-learn's); returns it as float. A perplexity above the number of
+    neighbours a row has (N - 1 with the exact method) gives that row uniform
+    affinities, the largest perplexity it can reach."""
     check_positive(perplexity, "perplexity", allow_tensor=False)
-    perplexity = float(perplexity)
-    if perplexity >= n:
-        raise ValueError(f"perplexity must be < N (the number of points, {n}), got {perplexity}")
-    return perplexity
+    if float(perplexity) >= n:
+        raise ValueError(f"perplexity ({perplexity}) must be less than n_samples ({n}): the rule is "
+                         "0 < perplexity < N")
+    return float(perplexity)
 
 
 def perplexity_affinities(distances, perplexity: float, *, n_jobs=None, return_beta: bool = False):
@@ -108,9 +155,25 @@ def joint_probabilities(X, perplexity: float = 30.0, *, neighbors: str = "auto",
     perplexity = check_perplexity(perplexity, n)
     k = n_neighbors_for(perplexity, n)
     idx, dist = knn_graph(X, k, method=neighbors, metric=metric, n_jobs=n_jobs, random_state=random_state)
-    Pc = perplexity_affinities(dist, min(perplexity, k), n_jobs=n_jobs)
-    del dist
-    return symmetrize(idx, Pc, n, n_jobs=n_jobs)
+    return sparse_from_knn(idx, dist, perplexity, n_jobs=n_jobs)
+
+
+def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: bool = False):
+    """Joint sparse affinities from a kNN graph (perplexity lowered to k if larger).
+
+    Parameters
+    ----------
+    idx : ndarray of int64, shape (N, k)
+    dist : ndarray, shape (N, k)
+        Distances (squared inside the Gaussian).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (N, N); and the precisions (N,) with ``return_beta``
+    """
+    Pc, beta = multiscale_affinities(dist, perplexity, n_jobs=n_jobs, return_beta=True)
+    P = symmetrize(idx, Pc, idx.shape[0], n_jobs=n_jobs)
+    return (P, beta) if return_beta else P
 
 
 def dense_affinities(X, perplexity: float = 30.0, *, symmetric: bool = True, metric: str = "euclidean",
@@ -133,7 +196,26 @@ def dense_affinities(X, perplexity: float = 30.0, *, symmetric: bool = True, met
     n = X.shape[0]
     perplexity = check_perplexity(perplexity, n)
     idx, dist = knn_graph(X, n - 1, method="exact", metric=metric, n_jobs=n_jobs)
-    Pc = perplexity_affinities(dist, perplexity, n_jobs=n_jobs)
+    return dense_from_knn(idx, dist, perplexity, symmetric=symmetric, n_jobs=n_jobs)
+
+
+def dense_from_knn(idx, dist, perplexity: float, *, symmetric: bool = True, n_jobs=None) -> np.ndarray:
+    """Dense affinities from every point's N - 1 neighbours and distances.
+
+    Parameters
+    ----------
+    idx : ndarray of int64, shape (N, N - 1)
+    dist : ndarray, shape (N, N - 1)
+        Distances (squared inside the Gaussian).
+    perplexity : float
+        Above N - 1 it is lowered to N - 1 (uniform rows).
+
+    Returns
+    -------
+    ndarray of float64, shape (N, N)
+    """
+    n = idx.shape[0]
+    Pc = multiscale_affinities(dist, perplexity, n_jobs=n_jobs)
     P = np.zeros((n, n))
     np.put_along_axis(P, idx, Pc, axis=1)
     if symmetric:
@@ -171,5 +253,6 @@ def transform_affinities(X_index, X_new, perplexity: float, *, metric: str = "eu
     return sp.csr_matrix((vals, cols, indptr), shape=(m, n))
 
 
-__all__ = ["perplexity_affinities", "symmetrize", "joint_probabilities", "dense_affinities",
+__all__ = ["perplexity_affinities", "symmetrize", "joint_probabilities", "dense_affinities", "dense_from_knn",
+           "sparse_from_knn", "multiscale_affinities", "max_perplexity",
            "transform_affinities", "n_neighbors_for", "check_perplexity"]

@@ -19,6 +19,22 @@ from fastrl.neighbors.knn import _core, _n_jobs
 N_INTERP = 3  # Lagrange nodes per box (fixed in the compiled spreading code)
 FFT_DTYPE = np.float32  # precision of the grid transforms
 BOX_QUANTUM = 1.02  # box widths are powers of this (kernel-FFT cache hits)
+MAX_BOXES = 1000  # cap on boxes per axis: time and memory stay bounded however wide the embedding
+
+
+def max_boxes_for(n: int, min_num_intervals: int = 50) -> int:
+    """Grid cap for N points: ``clip(2 sqrt(N), min_num_intervals, MAX_BOXES)``
+    boxes per axis (a 70k-point MNIST embedding spans ~100-200 units: under
+    its cap of 529). :class:`~fastrl.manifold.tsne.optimizer.SparseObjective`
+    takes Barnes-Hut's repulsion when a span needs more boxes than this."""
+    return int(min(MAX_BOXES, max(min_num_intervals, 2 * np.sqrt(n))))
+
+
+def fft_fits(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0) -> bool:
+    """Whether the span of ``Y`` fits the capped grid at ``ints_in_interval``."""
+    span = float(Y.max() - Y.min())
+    return span / ints_in_interval <= max_boxes_for(Y.shape[0], min_num_intervals)
+WIDE_SPAN = 1e30  # beyond this the grid transforms run in float64 (float32 charges would overflow)
 
 
 class CSRParts:
@@ -110,14 +126,15 @@ def bh_repulsion(Y, *, theta: float = 0.5, dof: float = 1.0, Y_ref=None, per_poi
     return out, (z if per_point else total)
 
 
-def _kernel_fft(h: float, g: int, m: int, dof: float, workers: int):
+def _kernel_fft(h: float, g: int, m: int, dof: float, workers: int, dtype=FFT_DTYPE):
     """rFFTs (complex64) of the two kernels ``K_rep = u^(dof+1)`` and
     ``K_z = u^dof`` sampled at the node offsets of a g x g grid of spacing h,
     embedded circulantly in an M x M array (M >= 2g - 1)."""
-    a = np.arange(g, dtype=np.float64)
-    u = 1.0 / (1.0 + (h * h) * (a[:, None] ** 2 + a[None, :] ** 2) / dof)
+    a = np.arange(g, dtype=np.float64) * h  # node offsets (h * a, squared: no inf * 0 for huge h)
+    with np.errstate(over="ignore"):
+        u = 1.0 / (1.0 + (a[:, None] ** 2 + a[None, :] ** 2) / dof)
     kz = u if dof == 1.0 else u ** dof
-    K = np.zeros((2, m, m), dtype=FFT_DTYPE)
+    K = np.zeros((2, m, m), dtype=dtype)
     for t, k in enumerate((kz * u, kz)):
         # offsets 0..g-1 at the start of each axis, -(g-1)..-1 at its end
         K[t, :g, :g] = k
@@ -132,11 +149,12 @@ def _quantize_up(x: float, base: float) -> float:
     return float(base ** np.ceil(np.log(x) / np.log(base)))
 
 
-def fft_grid(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0):
+def fft_grid(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0,
+             max_boxes: int | None = None):
     """Interpolation grid covering the square bounding box of ``Y``.
 
     ``n_boxes >= max(min_num_intervals, span / ints_in_interval)`` boxes per
-    axis (rounded up to ``min_num_intervals * 1.05^j``) and a box width
+    axis, capped at ``MAX_BOXES`` (rounded up to ``min_num_intervals * 1.05^j``) and a box width
     rounded up to a power of ``BOX_QUANTUM``, so that consecutive iterations
     usually share one grid and the kernel's FFT is reused; the grid is
     centred on the points' bounding box.
@@ -147,7 +165,8 @@ def fft_grid(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float
     """
     lo, hi = float(Y.min()), float(Y.max())
     span = max(hi - lo, 1e-8)
-    n_boxes = max(min_num_intervals, span / ints_in_interval)
+    cap = MAX_BOXES if max_boxes is None else max_boxes
+    n_boxes = min(max(min_num_intervals, span / ints_in_interval), max(cap, min_num_intervals))
     n_boxes = int(np.ceil(min_num_intervals * _quantize_up(n_boxes / min_num_intervals, 1.05) - 1e-9))
     box = _quantize_up(span / n_boxes * (1 + 1e-9), BOX_QUANTUM)
     lo = 0.5 * (lo + hi) - 0.5 * n_boxes * box
@@ -187,27 +206,32 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
         raise ValueError(f"fft_repulsion needs a 2-D embedding of shape (N, 2), got {Y.shape}")
     n = Y.shape[0]
     jobs = _n_jobs(n_jobs)
-    lo, h, n_boxes = fft_grid(Y, min_num_intervals, ints_in_interval)
+    lo, h, n_boxes = fft_grid(Y, min_num_intervals, ints_in_interval,
+                              max_boxes=max_boxes_for(n, min_num_intervals))
     g = N_INTERP * n_boxes
     m = scipy.fft.next_fast_len(2 * g - 1, real=True)
     workers = 1 if m * m < 250_000 else (jobs if jobs > 0 else -1)
-    key = (h, g, m, float(dof))
+    wide = h * g > WIDE_SPAN
+    dtype = np.float64 if wide else FFT_DTYPE
+    key = (h, g, m, float(dof), wide)
     if cache is not None and cache.get("key") == key:
         fk = cache["fk"]
     else:
-        fk = _kernel_fft(h, g, m, dof, workers)
+        fk = _kernel_fft(h, g, m, dof, workers, dtype)
         if cache is not None:
             cache.update(key=key, fk=fk)
+    # charges relative to the grid centre c (R is translation-invariant): smaller values on the grid
+    c = lo + 0.5 * h * N_INTERP * n_boxes
     charges = np.empty((n, 3))
     charges[:, 0] = 1.0
-    charges[:, 1:] = Y
+    charges[:, 1:] = Y - c
     grid = np.empty((3, g, g))
     core = _core()
     core.tsne_fft_spread(Y, lo, h, n_boxes, charges, grid, jobs)
-    spec = scipy.fft.rfft(grid.astype(FFT_DTYPE), n=m, axis=-1, workers=workers)
+    spec = scipy.fft.rfft(grid.astype(dtype), n=m, axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
     # Z by Parseval over the half spectrum (interior columns count twice).
-    wcol = np.full(spec.shape[-1], 2.0, dtype=np.float32)
+    wcol = np.full(spec.shape[-1], 2.0)
     wcol[0] = 1.0
     if m % 2 == 0:
         wcol[-1] = 1.0
@@ -218,8 +242,8 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]
     phi = np.empty((n, 3))
     core.tsne_fft_gather(Y, lo, h, n_boxes, np.ascontiguousarray(pot, dtype=np.float64), phi, jobs)
-    R = Y * phi[:, :1] - phi[:, 1:3]
-    Z = zsum - n  # drop the self terms w_ii = 1
+    R = (Y - c) * phi[:, :1] - phi[:, 1:3]
+    Z = max(zsum - n, 1e-300)  # drop the self terms w_ii = 1 (Z -> 0 only when every pair is ~infinitely far)
     return R, Z
 
 
@@ -244,9 +268,9 @@ def kl_gradient(P, Y, *, method: str = "fft", dof: float = 1.0, theta: float = 0
         ``dKL/dY`` (with the factor 4).
     """
     A, kl_part = attractive_forces(P, Y, dof=dof, exaggeration=exaggeration, eval_kl=True, n_jobs=n_jobs)
-    if method == "fft":
+    if method == "fft" and fft_fits(Y):
         R, Z = fft_repulsion(Y, dof=dof, n_jobs=n_jobs)
-    elif method == "barnes_hut":
+    elif method in ("fft", "barnes_hut"):
         R, Z = bh_repulsion(Y, theta=theta, dof=dof, n_jobs=n_jobs)
     else:
         raise ValueError(f"method must be 'fft' or 'barnes_hut', got {method!r}")
