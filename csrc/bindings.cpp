@@ -4,11 +4,14 @@
 // the Python layer; the checks here only guard against misuse of _C itself.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "knn.h"
 #include "tsne.h"
 
@@ -52,7 +55,15 @@ PYBIND11_MODULE(_C, m) {
     return false;
 #endif
   });
-  m.def("knn_kernel_name", &knn_kernel_name);
+  m.def("knn_kernel_name", &knn_kernel_name,
+        "ISA of the kNN kernel in use (FASTRL_CPU_KERNEL or the best this CPU runs); ValueError if "
+        "FASTRL_CPU_KERNEL names one this CPU or build lacks.");
+  m.def("cpu_kernels_supported", []() {
+    std::vector<std::string> out;
+    for (CpuKernel k : {CpuKernel::kBase, CpuKernel::kAvx2, CpuKernel::kAvx512})
+      if (cpu_kernel_supported(k)) out.emplace_back(cpu_kernel_str(k));
+    return out;
+  }, "Kernels this CPU and build can run, in increasing order of width.");
 
   m.def("knn_exact",
         [](CArray<float> X, CArray<float> Q, int k, const std::string& metric,

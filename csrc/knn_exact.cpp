@@ -6,21 +6,22 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "knn.h"
 #include "knn_tile.h"
 
 namespace fastrl {
 
 ScanKernel best_scan_kernel() {
+  switch (selected_cpu_kernel()) {
 #ifdef FASTRL_HAVE_AVX512
-  if (__builtin_cpu_supports("avx512f"))
-    return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
+    case CpuKernel::kAvx512: return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
 #endif
 #ifdef FASTRL_HAVE_AVX2
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {isa_avx2::scan_block, isa_avx2::row_tile(), "avx2"};
+    case CpuKernel::kAvx2: return {isa_avx2::scan_block, isa_avx2::row_tile(), "avx2"};
 #endif
-  return {isa_base::scan_block, isa_base::row_tile(), "base"};
+    default: return {isa_base::scan_block, isa_base::row_tile(), "base"};
+  }
 }
 
 const char* knn_kernel_name() { return best_scan_kernel().name; }

@@ -7,6 +7,17 @@ import pytest
 import torch
 
 from fastrl.neighbors import knn_graph, knn_query, knn_reference
+from fastrl.neighbors.knn import _core
+
+KERNELS = list(_core().cpu_kernels_supported())
+
+
+@pytest.fixture(params=KERNELS)
+def cpu_kernel(request, monkeypatch):
+    """Runs the test once per SIMD kernel this CPU supports (FASTRL_CPU_KERNEL)."""
+    monkeypatch.setenv("FASTRL_CPU_KERNEL", request.param)
+    assert _core().knn_kernel_name() == request.param
+    return request.param
 
 
 def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
@@ -21,9 +32,9 @@ def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
         assert strict <= set(idx[r].tolist()), r
 
 
-@pytest.mark.parametrize("n,d,k", [(37, 3, 5), (501, 17, 15), (333, 100, 31), (129, 784, 9)])
+@pytest.mark.parametrize("n,d,k", [(37, 3, 5), (501, 17, 15), (333, 100, 31), (129, 784, 9), (70, 1, 3)])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_exact_matches_reference(rng, n, d, k, metric):
+def test_exact_matches_reference(rng, n, d, k, metric, cpu_kernel):
     X = rng.standard_normal((n, d)).astype(np.float32)
     idx, dist = knn_graph(X, k, method="exact", metric=metric)
     ref_idx, ref_dist = knn_reference(X, X, k, metric=metric, exclude_self=True)
@@ -40,7 +51,7 @@ def test_exact_matches_sklearn_brute(rng):
     _assert_matches(idx, dist, sk_idx, sk_dist)
 
 
-def test_duplicate_heavy_data(rng):
+def test_duplicate_heavy_data(rng, cpu_kernel):
     base = rng.standard_normal((40, 6)).astype(np.float32)
     X = np.repeat(base, 7, axis=0)  # every point has 6 exact copies
     rng.shuffle(X)
@@ -71,7 +82,7 @@ def test_input_layouts_agree(rng, layout):
     np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
 
 
-def test_knn_query_matches_reference(rng):
+def test_knn_query_matches_reference(rng, cpu_kernel):
     A = rng.standard_normal((300, 11)).astype(np.float32)
     Q = rng.standard_normal((45, 11)).astype(np.float32)
     idx, dist = knn_query(A, Q, 300)  # k == N is allowed for queries
@@ -182,3 +193,22 @@ def test_approx_recall_mnist_pca50(mnist):
     approx, _ = knn_graph(P, 15, method="approx", random_state=0)
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
     assert recall >= 0.98
+
+
+def test_cpu_kernel_switch(monkeypatch):
+    """FASTRL_CPU_KERNEL forces a kernel, backend_info reports it, and a kernel
+    the CPU lacks (or an unknown name) is refused with a clear ValueError."""
+    from fastrl import backend_info
+    assert backend_info()["cpu_kernels"] == KERNELS
+    for name in KERNELS:
+        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
+        assert backend_info()["cpu_kernel"] == name
+    for name in {"base", "avx2", "avx512"} - set(KERNELS):  # not runnable here
+        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
+        with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL=.*cannot run"):
+            knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
+    monkeypatch.setenv("FASTRL_CPU_KERNEL", "neon")
+    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL must be one of"):
+        knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
+    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL"):
+        backend_info()
