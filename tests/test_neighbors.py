@@ -212,3 +212,47 @@ def test_cpu_kernel_switch(monkeypatch):
         knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
     with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL"):
         backend_info()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+@pytest.mark.parametrize("n,d,k", [(300, 4, 7), (257, 30, 20)])
+def test_ties_at_k_boundary_go_by_index(offset, n, d, k, cpu_kernel):
+    """Integer data has many exactly tied distances: the exact path returns the
+    float64 oracle's (distance, index) order exactly, boundary included, even
+    far from the origin where the centred float32 scores round differently."""
+    rng = np.random.default_rng(n + d)
+    X = (rng.integers(0, 3, (n, d)) + offset).astype(np.float32)
+    idx, dist = knn_graph(X, k, method="exact")
+    ref_idx, ref_dist = knn_reference(X, X, k, exclude_self=True)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(dist, ref_dist.astype(np.float32))
+    qi, qd = knn_query(X[: n // 2], X, k)
+    ref_qi, _ = knn_reference(X[: n // 2], X, k)
+    np.testing.assert_array_equal(qi, ref_qi)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_tensors_accepted(rng, dtype):
+    T = torch.from_numpy(rng.standard_normal((60, 5)).astype(np.float32)).to(dtype)
+    idx, dist = knn_graph(T, 4, method="exact")
+    ref_idx, ref_dist = knn_reference(T.float().numpy(), T.float().numpy(), 4, exclude_self=True)
+    _assert_matches(idx, dist, ref_idx, ref_dist)
+    qi, _ = knn_query(T, T[:7], 1)
+    np.testing.assert_array_equal(qi[:, 0], np.arange(7))
+
+
+@pytest.mark.parametrize("n_jobs", [2**40, -(2**40)])
+def test_n_jobs_out_of_range(n_jobs):
+    X = np.random.default_rng(0).standard_normal((30, 3))
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        knn_graph(X, 3, n_jobs=n_jobs)
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        knn_query(X, X, 3, n_jobs=n_jobs)
+
+
+def test_complex_input_rejected():
+    X = np.ones((10, 2), dtype=np.complex64)
+    with pytest.raises(TypeError, match="X must be real"):
+        knn_graph(X, 3)
+    with pytest.raises(TypeError, match="X must be real"):
+        knn_graph(torch.from_numpy(X), 3)
