@@ -105,7 +105,7 @@ def test_n_jobs_gives_same_result(rng):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_approx_recall_clustered(rng, metric):
+def test_approx_recall_clustered(rng, metric, cpu_kernel):
     centers = rng.standard_normal((20, 12)) * 4
     X = (centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 12))).astype(np.float32)
     k = 15
