@@ -1,5 +1,10 @@
-"""Shared benchmark utilities: timing with medians, peak memory, machine info,
-result tables and JSON output. Benchmarks are scripts, not tests."""
+"""Shared benchmark utilities: interleaved timing (min and median), peak
+memory, machine info (CPU model, ISA flags, fastrl kernel, threads, BLAS,
+load), result tables and JSON output. Benchmarks are scripts, not tests.
+
+Rules every bench_*.py follows: fastrl and its peers run in one process,
+interleaved (``interleaved``), >= 3 repeats, min and median reported, ratios
+taken only between runs of the same round-robin (same load)."""
 from __future__ import annotations
 
 import gc
@@ -14,8 +19,88 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+ISA_FLAGS = ("sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set flags of interest that /proc/cpuinfo lists."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("flags", "features"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def blas_info() -> dict:
+    """numpy's BLAS (threadpoolctl: library, kernel architecture, threads) and
+    torch's (its build configuration)."""
+    import torch
+    out: dict = {}
+    try:
+        from threadpoolctl import threadpool_info
+        out["threadpools"] = [{k: v for k, v in lib.items() if k != "filepath"} for lib in threadpool_info()]
+    except ImportError:  # pragma: no cover
+        out["threadpools"] = "threadpoolctl not installed"
+    cfg = torch.__config__.show()
+    out["torch_blas"] = next((ln.split("=", 1)[1].split(",")[0] for ln in cfg.split()
+                              if ln.startswith("BLAS_INFO=")), None)
+    out["torch_cpu_capability"] = next((ln.split(":", 1)[1].strip() for ln in cfg.splitlines()
+                                        if "CPU capability usage" in ln), None)
+    out["env"] = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                                                  "MKL_NUM_THREADS", "FASTRL_CPU_KERNEL") if k in os.environ}
+    return out
+
+
+def load_avg() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other jobs on a shared machine)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_result=None) -> dict:
+    """Time several callables round-robin so they see the same machine load.
+
+    ``cases`` maps a name to a zero-argument callable. Each round calls every
+    case once, in order; ``repeat`` rounds. Returns, per name, ``min_s``,
+    ``median_s``, ``times_s``, the last return value (``out``) and the load
+    average before each round (``load``). ``on_result(name, out)`` is called
+    after every run (e.g. to measure recall), its return values collected in
+    ``checks``.
+    """
+    res = {name: {"times_s": [], "load": [], "checks": []} for name in cases}
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    for _ in range(repeat):
+        la = load_avg()
+        for name, fn in cases.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            out = fn()
+            if sync:
+                sync()
+            res[name]["times_s"].append(time.perf_counter() - t0)
+            res[name]["load"].append(la)
+            res[name]["out"] = out
+            if on_result is not None:
+                res[name]["checks"].append(on_result(name, out))
+    for r in res.values():
+        r["min_s"] = min(r["times_s"])
+        r["median_s"] = statistics.median(r["times_s"])
+    return res
+
+
 def machine_info() -> dict:
-    """What ran the benchmark: CPU, cores, memory, library versions, GPU."""
+    """What ran the benchmark: CPU model and ISA flags, cores, memory, the
+    fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
     import numpy as np
     import torch
     cpu = platform.processor() or ""
@@ -37,6 +122,7 @@ def machine_info() -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "mem_gib": mem_gib,
         "python": platform.python_version(),
@@ -44,10 +130,13 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "blas": blas_info(),
+        "load_avg": load_avg(),
     }
     try:
         import fastrl
         info["fastrl"] = fastrl.backend_info()
+        info["fastrl_cpu_kernel"] = info["fastrl"]["cpu_kernel"]
     except Exception as exc:  # pragma: no cover
         info["fastrl"] = f"unavailable: {exc}"
     return info
@@ -137,7 +226,8 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
 
 
 def write_results(name: str, payload: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine info added."""
+    """Write ``benchmarks/results/<name>.json`` with the machine info added
+    (CPU model, ISA flags, fastrl kernel, threads, BLAS, load average)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"machine": machine_info(), **payload}

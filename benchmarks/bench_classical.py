@@ -12,7 +12,11 @@ side).
 LaplacianEigenmaps vs SpectralEmbedding with the same n_neighbors, and
 trustworthiness on 70k points. Writes benchmarks/results/classical_70k.json.
 
-    PYTHONPATH=. python benchmarks/bench_classical.py [--n 10000] [--laplacian-70k]
+``--pca``: PCA speed acceptance: ``pca(X, 50)`` against scikit-learn
+``PCA(50).fit_transform`` on MNIST 10k x 784, float32 and float64, interleaved
+(--repeat rounds, min and median). Writes benchmarks/results/classical_pca.json.
+
+    PYTHONPATH=. python benchmarks/bench_classical.py [--n 10000] [--laplacian-70k | --pca]
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, PeakMemory, print_table, write_results  # noqa: E402
+from _common import RESULTS, PeakMemory, interleaved, print_table, write_results  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 
@@ -187,6 +191,32 @@ def run_70k(args):
     write_results("classical_70k", out)
 
 
+def run_pca(args):
+    """fastrl pca vs scikit-learn PCA, 50 components, both dtypes, interleaved."""
+    from sklearn.decomposition import PCA
+
+    from fastrl.datasets import load_mnist
+    from fastrl.manifold import pca
+    X, _ = load_mnist(n=args.n)
+    rows = []
+    for dtype in (np.float32, np.float64):
+        A = np.ascontiguousarray(X, dtype=dtype) / dtype(255.0)
+        res = interleaved({"fastrl": lambda A=A: pca(A, 50), "sklearn": lambda A=A: PCA(50).fit_transform(A)},
+                          repeat=args.repeat, warmup=1)
+        # same subspace: scores agree up to sign per component
+        a, b = res["fastrl"]["out"], res["sklearn"]["out"]
+        err = float(np.abs(np.abs(a.astype(np.float64)) - np.abs(b.astype(np.float64))).max() / np.abs(b).max())
+        for impl, r in res.items():
+            rows.append({"dtype": np.dtype(dtype).name, "impl": impl, "N": len(A), "D": A.shape[1],
+                         "min_s": r["min_s"], "median_s": r["median_s"], "times_s": r["times_s"], "load": r["load"],
+                         "ratio_min": r["min_s"] / res["sklearn"]["min_s"],
+                         "ratio_median": r["median_s"] / res["sklearn"]["median_s"], "max_rel_score_diff": err})
+    print_table(rows, ["dtype", "impl", "N", "min_s", "median_s", "ratio_min", "ratio_median", "max_rel_score_diff"],
+                title=f"PCA(50) on MNIST {args.n} x 784, min / median of {args.repeat} interleaved rounds")
+    write_results("classical_pca", {"task": "pca(X, 50) vs sklearn PCA(50).fit_transform", "repeat": args.repeat,
+                                    "rows": rows})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=10_000, help="MNIST points (default 10000)")
@@ -194,11 +224,18 @@ def main():
     p.add_argument("--n-neighbors", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--laplacian-70k", action="store_true", help="MNIST 70k speed acceptance instead")
+    p.add_argument("--pca", action="store_true", help="PCA speed acceptance (10k x 784 -> 50) instead")
+    p.add_argument("--repeat", type=int, default=5, help="--pca: interleaved rounds")
     p.add_argument("--skip-sklearn", action="store_true", help="70k mode: time fastrl only")
     p.add_argument("--sklearn-timeout", type=float, default=None,
                    help="70k mode: stop SpectralEmbedding after this many seconds (reports a lower bound)")
     args = p.parse_args()
-    run_70k(args) if args.laplacian_70k else run_10k(args)
+    if args.pca:
+        run_pca(args)
+    elif args.laplacian_70k:
+        run_70k(args)
+    else:
+        run_10k(args)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@
 // the Python layer; the checks here only guard against misuse of _C itself.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "knn.h"
 #include "tsne.h"
 
@@ -52,13 +56,26 @@ PYBIND11_MODULE(_C, m) {
     return false;
 #endif
   });
-  m.def("knn_kernel_name", &knn_kernel_name);
+  m.def("knn_kernel_name", &knn_kernel_name,
+        "ISA of the kNN kernel in use (FASTRL_CPU_KERNEL or the best this CPU runs); ValueError if "
+        "FASTRL_CPU_KERNEL names one this CPU or build lacks.");
+  m.def("cpu_kernels_supported", []() {
+    std::vector<std::string> out;
+    for (CpuKernel k : {CpuKernel::kBase, CpuKernel::kAvx2, CpuKernel::kAvx512})
+      if (cpu_kernel_supported(k)) out.emplace_back(cpu_kernel_str(k));
+    return out;
+  }, "Kernels this CPU and build can run, in increasing order of width.");
 
   m.def("knn_exact",
         [](CArray<float> X, CArray<float> Q, int k, const std::string& metric,
-           bool exclude_self, CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs) {
+           bool exclude_self, CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs,
+           std::optional<CArray<float>> Xr, std::optional<CArray<float>> Qr) {
           check_matrix(X, "X");
           check_matrix(Q, "Q");
+          if (Xr && (Xr->ndim() != 2 || Xr->shape(0) != X.shape(0) || Xr->shape(1) != X.shape(1)))
+            throw std::invalid_argument("X_exact must have X's shape");
+          if (Qr && (Qr->ndim() != 2 || Qr->shape(0) != Q.shape(0) || Qr->shape(1) != Q.shape(1)))
+            throw std::invalid_argument("Q_exact must have Q's shape");
           if (X.shape(1) != Q.shape(1)) throw std::invalid_argument("X and Q differ in dimension");
           if (exclude_self && X.shape(0) != Q.shape(0)) throw std::invalid_argument("exclude_self needs Q == X");
           const int64_t n = X.shape(0), mq = Q.shape(0), d = X.shape(1);
@@ -69,11 +86,14 @@ PYBIND11_MODULE(_C, m) {
           const Metric mt = to_metric(metric);
           const float* xp = X.data();
           const float* qp = Q.data();
+          const float* xr = Xr ? Xr->data() : nullptr;
+          const float* qr = Qr ? Qr->data() : nullptr;
           py::gil_scoped_release release;
-          knn_exact(xp, n, qp, mq, d, k, mt, exclude_self, oi, od, n_jobs);
+          knn_exact(xp, n, qp, mq, d, k, mt, exclude_self, oi, od, n_jobs, xr, qr);
         },
         py::arg("X"), py::arg("Q"), py::arg("k"), py::arg("metric"), py::arg("exclude_self"),
-        py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0);
+        py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0, py::arg("X_exact") = py::none(),
+        py::arg("Q_exact") = py::none());
 
   m.def("knn_nndescent",
         [](CArray<float> X, int k, const std::string& metric, int n_trees, int leaf_size,

@@ -11,10 +11,14 @@ enum class Metric : int { kEuclidean = 0, kCosine = 1 };
 // both row-major float32. If exclude_self, Q must be X (m == n) and row i never
 // lists i. Writes out_idx [m, k] (int64) and out_dist [m, k] (float32, the true
 // distance: Euclidean, or cosine distance 1 - cos for unit-normalised rows),
-// each row sorted ascending by (distance, index).
+// each row sorted ascending by (distance, index), ties at the k boundary
+// included. Xr / Qr (or nullptr: X / Q) hold the same points as the caller
+// gave them (X and Q may be centred copies for the scan); the returned
+// distances and the tie order are computed exactly on them.
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
                int k, Metric metric, bool exclude_self, int64_t* out_idx,
-               float* out_dist, int n_jobs);
+               float* out_dist, int n_jobs, const float* Xr = nullptr,
+               const float* Qr = nullptr);
 
 // Approximate kNN graph of X (self excluded) by NN-descent started from a
 // random-projection forest. Same output layout as knn_exact.

@@ -1,26 +1,34 @@
 // Exact kNN driver: packs the index into 16-wide panels, runs the best ISA
 // kernel over blocks of queries in parallel, then recomputes exact distances
-// for the k survivors (the |x|^2 - 2<q,x> scores lose precision for large norms).
+// for the survivors (the |x|^2 - 2<q,x> scores lose precision for large norms).
+//
+// Ties at the k boundary go by index on every input: the scan keeps k + slack
+// candidates; their distances are recomputed in float64 on the caller's
+// (uncentred) data and sorted by (distance, index). If the k-th exact distance
+// is not below the scan's admission threshold minus its rounding bound, a point
+// outside the candidates could tie it, and that row is rescanned exactly.
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "knn.h"
 #include "knn_tile.h"
 
 namespace fastrl {
 
 ScanKernel best_scan_kernel() {
+  switch (selected_cpu_kernel()) {
 #ifdef FASTRL_HAVE_AVX512
-  if (__builtin_cpu_supports("avx512f"))
-    return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
+    case CpuKernel::kAvx512: return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
 #endif
 #ifdef FASTRL_HAVE_AVX2
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {isa_avx2::scan_block, isa_avx2::row_tile(), "avx2"};
+    case CpuKernel::kAvx2: return {isa_avx2::scan_block, isa_avx2::row_tile(), "avx2"};
 #endif
-  return {isa_base::scan_block, isa_base::row_tile(), "base"};
+    default: return {isa_base::scan_block, isa_base::row_tile(), "base"};
+  }
 }
 
 const char* knn_kernel_name() { return best_scan_kernel().name; }
@@ -50,10 +58,66 @@ void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
   }
 }
 
+namespace {
+
+constexpr int kTieSlack = 4;         // extra scan candidates per row
+constexpr double kEps32 = 6.0e-8;    // float32 unit roundoff (with margin)
+
+// Exact distance in the refinement metric: squared Euclidean, or 1 - <q, x>.
+inline double exact_dist(const float* q, const float* x, int64_t d, Metric metric) {
+  double acc = 0.0;
+  if (metric == Metric::kCosine) {
+    for (int64_t t = 0; t < d; ++t) acc += double(q[t]) * double(x[t]);
+    return 1.0 - acc;
+  }
+  for (int64_t t = 0; t < d; ++t) { const double z = double(q[t]) - double(x[t]); acc += z * z; }
+  return acc;
+}
+
+inline float approx_dist(const float* q, const float* x, int64_t d, Metric metric) {
+  float acc = 0.f;
+  if (metric == Metric::kCosine) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t t = 0; t < d; ++t) acc += q[t] * x[t];
+    return 1.f - acc;
+  }
+#pragma omp simd reduction(+ : acc)
+  for (int64_t t = 0; t < d; ++t) { const float z = q[t] - x[t]; acc += z * z; }
+  return acc;
+}
+
+using Cand = std::pair<double, int64_t>;  // (exact distance, index): sorts ties by index
+
+// All points whose exact distance to q is <= bound (with fp32 screening).
+void rescan_row(const float* Xr, int64_t n, const float* q, int64_t d, Metric metric, int64_t self,
+                double bound, std::vector<Cand>& out) {
+  out.clear();
+  const double scale = metric == Metric::kCosine ? 2.0 : 1.0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (j == self) continue;
+    const float* x = Xr + j * d;
+    const float f = approx_dist(q, x, d, metric);
+    const double slack = 4.0 * kEps32 * double(d + 4) * (metric == Metric::kCosine ? scale : std::max(double(f), bound));
+    if (double(f) <= bound + slack) {
+      const double e = exact_dist(q, x, d, metric);
+      if (e <= bound) out.push_back({e, j});
+    }
+  }
+  std::sort(out.begin(), out.end());
+}
+
+}  // namespace
+
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
                int k, Metric metric, bool exclude_self, int64_t* out_idx,
-               float* out_dist, int n_jobs) {
+               float* out_dist, int n_jobs, const float* Xr, const float* Qr) {
   const int nt = resolve_threads(n_jobs);
+  if (Xr == nullptr) Xr = X;
+  if (Qr == nullptr) Qr = Q;
+  const int64_t avail = n - (exclude_self ? 1 : 0);
+  const int kk = int(std::min<int64_t>(avail, int64_t(k) + kTieSlack));
+  std::vector<int64_t> cidx(size_t(m) * kk);
+  std::vector<float> cscore(size_t(m) * kk);
   const ScanKernel kern = best_scan_kernel();
   const int64_t n_panels = (n + kPanel - 1) / kPanel;
   AlignedFloats pdata = aligned_floats(size_t(n_panels) * d * kPanel);
@@ -80,6 +144,8 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
     }
   }
   PackedIndex packed{pdata.get(), pnorm.get(), n_panels, d};
+  float max_norm2 = 0.f;
+  for (int64_t j = 0; j < n; ++j) max_norm2 = std::max(max_norm2, pnorm[j]);
 
   const int64_t mr = kern.row_tile;
   const int64_t block = mr * 32;
@@ -97,14 +163,49 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       std::memcpy(qbuf.data(), Q + r0 * d, sizeof(float) * rows * d);
       std::fill(qbuf.begin() + rows * d, qbuf.begin() + rows_pad * d, 0.f);
       for (int64_t r = 0; r < rows; ++r) {
-        heaps[r] = HeapView{out_dist + (r0 + r) * k, out_idx + (r0 + r) * k, k};
+        heaps[r] = HeapView{cscore.data() + (r0 + r) * kk, cidx.data() + (r0 + r) * kk, kk};
         heaps[r].fill_empty();
         self[r] = r0 + r;
       }
       kern.fn(qbuf.data(), rows, exclude_self ? self.data() : nullptr, packed, heaps.data());
     }
   }
-  knn_finalize(X, Q, m, d, k, metric, out_idx, out_dist, nt);
+
+  // Refinement: exact float64 distances of the kk candidates, sorted by
+  // (distance, index); rescan the rows whose k-th distance is not safely
+  // below the threshold every non-candidate's score was at least.
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<Cand> c(kk), wide;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < m; ++i) {
+      const float* q = Qr + i * d;
+      const int64_t* ci = cidx.data() + i * kk;
+      const double top = cscore[size_t(i) * kk];  // heap root: the largest kept score
+      for (int j = 0; j < kk; ++j)
+        c[j] = ci[j] < 0 ? Cand{INFINITY, ci[j]} : Cand{exact_dist(q, Xr + ci[j] * d, d, metric), ci[j]};
+      std::sort(c.begin(), c.end());
+      const Cand* best = c.data();
+      if (kk < avail) {
+        const float* qs = Q + i * d;  // the scan's (centred) query
+        double q2 = 0.0;
+        for (int64_t t = 0; t < d; ++t) q2 += double(qs[t]) * double(qs[t]);
+        // score = |x|^2 - 2<q,x> (Euclidean: d^2 = score + |q|^2; cosine:
+        // 1 - cos = (score + 2) / 2), each off by at most `err`.
+        const double err = 4.0 * kEps32 * double(d + 4) * (q2 + double(max_norm2) + 1.0);
+        const double floor_out = metric == Metric::kCosine ? 0.5 * (top + 2.0) - err : top + q2 - err;
+        if (!(c[k - 1].first < floor_out)) {
+          rescan_row(Xr, n, q, d, metric, exclude_self ? i : -1, c[k - 1].first, wide);
+          best = wide.data();
+        }
+      }
+      for (int j = 0; j < k; ++j) {
+        const double e = best[j].first;
+        out_idx[i * k + j] = best[j].second;
+        out_dist[i * k + j] = float(metric == Metric::kCosine ? std::max(0.0, e) : std::sqrt(e));
+      }
+    }
+  }
 }
 
 }  // namespace fastrl

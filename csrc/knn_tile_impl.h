@@ -1,100 +1,110 @@
 // Register-blocked distance tile with a fused top-k epilogue. Included by one
-// translation unit per instruction set; FASTRL_ISA_NS names the namespace and
+// translation unit per instruction set; FASTRL_ISA_NS names the namespace,
+// FASTRL_VBYTES the native vector width (64 zmm, 32 ymm, 16 xmm) and
 // FASTRL_MR / FASTRL_NP the row and panel tile sizes for that ISA.
 //
 //   acc[r][p] = sum_d q[r, d] * X[panel p][d][0:16]          (MR x NP*16 tile)
 //   score     = |x|^2 - 2 acc
 //   if any(score < heap_r.top()) -> scalar insert into the bounded max-heap
 //
-// The score tile never leaves registers unless a lane beats its row threshold,
-// which after the first few panels is rare, so the scan runs at GEMM speed.
+// Accumulators are native vectors (a 16-float panel row is 1 zmm, 2 ymm or 4
+// xmm), so the whole MR x NP*16 tile stays in registers: AVX2 6x16 = 12 ymm,
+// AVX-512 8x32 = 16 zmm, SSE2 2x16 = 8 xmm. The score tile never leaves
+// registers unless a lane beats its row threshold, which after the first few
+// panels is rare, so the scan runs at GEMM speed. The index is walked in
+// blocks of panels sized to stay in L2 while every query row tile passes.
 #include <cstring>
+#include <immintrin.h>
 #include "knn_tile.h"
 
 namespace fastrl {
 namespace FASTRL_ISA_NS {
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-typedef int v8i __attribute__((vector_size(32)));
-typedef int v4i __attribute__((vector_size(16)));
-
+constexpr int VB = FASTRL_VBYTES;
+constexpr int VL = VB / 4;            // floats per native vector
+constexpr int L = kPanel / VL;        // native vectors per panel row
 constexpr int MR = FASTRL_MR;
 constexpr int NP = FASTRL_NP;
-constexpr int64_t kBlockPanels = 16;  // 256 index points stay hot in L1/L2
+typedef float vf __attribute__((vector_size(VB)));
+constexpr int64_t kL2Budget = 256 * 1024;  // bytes of packed index per block
 
-static inline bool any_true(v16i m) {
-  v8i a = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7);
-  v8i b = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
-  v8i c = a | b;
-  v4i e = __builtin_shufflevector(c, c, 0, 1, 2, 3);
-  v4i f = __builtin_shufflevector(c, c, 4, 5, 6, 7);
-  v4i g = e | f;
-  return (g[0] | g[1] | g[2] | g[3]) != 0;
+// Non-zero when any lane of a < b.
+static inline bool any_less(vf a, vf b) {
+#if defined(__AVX512F__) && FASTRL_VBYTES == 64
+  return _mm512_cmp_ps_mask(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), _CMP_LT_OQ) != 0;
+#elif defined(__AVX__) && FASTRL_VBYTES == 32
+  return _mm256_movemask_ps(_mm256_cmp_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b), _CMP_LT_OQ)) != 0;
+#else
+  return _mm_movemask_ps(_mm_cmplt_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b))) != 0;
+#endif
 }
 
-static inline void offer(const v16& s, int64_t base, int64_t self_id, HeapView& h) {
-  float tmp[16];
-  std::memcpy(tmp, &s, sizeof(tmp));
-  for (int j = 0; j < 16; ++j) {
+static inline void offer(const vf* s, int64_t base, int64_t self_id, HeapView& h) {
+  float tmp[kPanel];
+  std::memcpy(tmp, s, sizeof(tmp));
+  for (int j = 0; j < kPanel; ++j) {
     if (tmp[j] < h.top() && base + j != self_id) h.replace_top(tmp[j], base + j);
   }
 }
 
 int row_tile() { return MR; }
 
+// Scores of `nr` rows against `np` (<= NP) panels starting at p; offers them.
+template <int NPT>
+static inline void tile(const float* q, int64_t D, int64_t r0, int64_t m, int64_t p,
+                        const int64_t* self_ids, const PackedIndex& X, HeapView* heaps) {
+  const int64_t panel_stride = D * kPanel;
+  vf acc[MR][NPT * L];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NPT * L; ++t) acc[r][t] = vf{};
+  const float* xp = X.data + p * panel_stride;
+  for (int64_t d = 0; d < D; ++d) {
+    vf b[NPT * L];
+#pragma GCC unroll 8
+    for (int t = 0; t < NPT; ++t)
+#pragma GCC unroll 8
+      for (int l = 0; l < L; ++l)
+        b[t * L + l] = *reinterpret_cast<const vf*>(xp + t * panel_stride + d * kPanel + l * VL);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const float a = q[r * D + d];
+#pragma GCC unroll 8
+      for (int t = 0; t < NPT * L; ++t) acc[r][t] += a * b[t];
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < NPT; ++t) {
+    vf xn[L];
+    for (int l = 0; l < L; ++l) xn[l] = *reinterpret_cast<const vf*>(X.norms + (p + t) * kPanel + l * VL);
+    for (int r = 0; r < MR && r0 + r < m; ++r) {
+      HeapView& h = heaps[r0 + r];
+      const float top = h.top();
+      const vf thr = top - vf{};
+      vf s[L];
+      bool hit = false;
+      for (int l = 0; l < L; ++l) {
+        s[l] = xn[l] - 2.0f * acc[r][t * L + l];
+        hit |= any_less(s[l], thr);
+      }
+      if (hit) offer(s, (p + t) * kPanel, self_ids ? self_ids[r0 + r] : -1, h);
+    }
+  }
+}
+
 void scan_block(const float* Q, int64_t m, const int64_t* self_ids,
                 const PackedIndex& X, HeapView* heaps) {
   const int64_t D = X.dim;
-  const int64_t panel_stride = D * kPanel;
-  for (int64_t pb = 0; pb < X.n_panels; pb += kBlockPanels) {
-    const int64_t pe = pb + kBlockPanels < X.n_panels ? pb + kBlockPanels : X.n_panels;
+  int64_t block_panels = kL2Budget / (D * kPanel * int64_t(sizeof(float)));
+  block_panels = block_panels < NP ? NP : (block_panels / NP) * NP;
+  for (int64_t pb = 0; pb < X.n_panels; pb += block_panels) {
+    const int64_t pe = pb + block_panels < X.n_panels ? pb + block_panels : X.n_panels;
     for (int64_t r0 = 0; r0 < m; r0 += MR) {
       const float* q = Q + r0 * D;
       int64_t p = pb;
-      for (; p + NP <= pe; p += NP) {
-        v16 acc[MR][NP];
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-          for (int t = 0; t < NP; ++t) acc[r][t] = v16{};
-        const float* xp = X.data + p * panel_stride;
-        for (int64_t d = 0; d < D; ++d) {
-          v16 b[NP];
-#pragma GCC unroll 4
-          for (int t = 0; t < NP; ++t) b[t] = *reinterpret_cast<const v16*>(xp + t * panel_stride + d * kPanel);
-#pragma GCC unroll 16
-          for (int r = 0; r < MR; ++r) {
-            const float a = q[r * D + d];
-#pragma GCC unroll 4
-            for (int t = 0; t < NP; ++t) acc[r][t] += a * b[t];
-          }
-        }
-#pragma GCC unroll 4
-        for (int t = 0; t < NP; ++t) {
-          const v16 xn = *reinterpret_cast<const v16*>(X.norms + (p + t) * kPanel);
-          for (int r = 0; r < MR && r0 + r < m; ++r) {
-            const v16 s = xn - 2.0f * acc[r][t];
-            HeapView& h = heaps[r0 + r];
-            if (any_true(s < h.top())) offer(s, (p + t) * kPanel, self_ids ? self_ids[r0 + r] : -1, h);
-          }
-        }
-      }
-      for (; p < pe; ++p) {  // leftover panels, one at a time
-        v16 acc[MR];
-        for (int r = 0; r < MR; ++r) acc[r] = v16{};
-        const float* xp = X.data + p * panel_stride;
-        for (int64_t d = 0; d < D; ++d) {
-          const v16 b = *reinterpret_cast<const v16*>(xp + d * kPanel);
-          for (int r = 0; r < MR; ++r) acc[r] += q[r * D + d] * b;
-        }
-        const v16 xn = *reinterpret_cast<const v16*>(X.norms + p * kPanel);
-        for (int r = 0; r < MR && r0 + r < m; ++r) {
-          const v16 s = xn - 2.0f * acc[r];
-          HeapView& h = heaps[r0 + r];
-          if (any_true(s < h.top())) offer(s, p * kPanel, self_ids ? self_ids[r0 + r] : -1, h);
-        }
-      }
+      for (; p + NP <= pe; p += NP) tile<NP>(q, D, r0, m, p, self_ids, X, heaps);
+      for (; p < pe; ++p) tile<1>(q, D, r0, m, p, self_ids, X, heaps);  // leftover panels
     }
   }
 }

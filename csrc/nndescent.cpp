@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "knn.h"
 
 namespace fastrl {
@@ -39,32 +40,78 @@ float sqdist(const float* a, const float* b, int64_t d) {
   return s;
 }
 
-// Squared distances of the first `rows` of the points ids[0:m] to all m of
-// them, through a transposed copy T [d][mpad] so the inner loop runs over
-// contiguous columns (one FMA per 16 pairs): out[a * mpad + b].
-//   |x_a - x_b|^2 = |x_a|^2 + |x_b|^2 - 2 <x_a, x_b>
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void gram_sqdist(const float* X, int64_t d, const node_t* ids, int m, int rows,
-                 float* T, float* norms, float* out, int mpad) {
-  for (int b = 0; b < m; ++b) {
-    const float* x = X + ids[b] * d;
-    float s = 0.f;
-    for (int64_t t = 0; t < d; ++t) { T[t * mpad + b] = x[t]; s += x[t] * x[t]; }
-    norms[b] = s;
-  }
-  for (int a = 0; a < rows; ++a) {
-    float* o = out + size_t(a) * mpad;
-    for (int b = 0; b < m; ++b) o[b] = 0.f;
-    const float* xa = X + ids[a] * d;
-    for (int64_t t = 0; t < d; ++t) {
-      const float v = xa[t];
-      const float* tr = T + t * mpad;
-#pragma omp simd
-      for (int b = 0; b < m; ++b) o[b] += v * tr[b];
+// Squared distances among the points ids[0:m]: out[a * mpad + b] for a < rows
+// and b > a (entries with b <= a are unspecified). Register-blocked Gram
+// tile on the row-major data, no transposed copy: 4 rows x 2 columns of
+// 8-wide accumulators (14 ymm), one pass over d per tile.
+//   |x_a - x_b|^2 = |x_a|^2 + |x_b|^2 - 2 <x_a, x_b>      (norms precomputed)
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+
+__attribute__((always_inline)) inline float hsum8(v8 v) {
+  float s = 0.f;
+  for (int i = 0; i < 8; ++i) s += v[i];
+  return s;
+}
+
+__attribute__((always_inline)) inline void gram_body(const float* X, int64_t d, const node_t* ids, int m,
+                                                     int rows, const float* gnorm, float* out, int mpad) {
+  constexpr int RA = 4, RB = 2;
+  const int64_t d8 = d & ~int64_t(7);
+  for (int a0 = 0; a0 < rows; a0 += RA) {
+    const float* pa[RA];
+    for (int i = 0; i < RA; ++i) pa[i] = X + int64_t(ids[std::min(a0 + i, rows - 1)]) * d;
+    for (int b0 = a0; b0 < m; b0 += RB) {
+      const float* pb[RB];
+      for (int j = 0; j < RB; ++j) pb[j] = X + int64_t(ids[std::min(b0 + j, m - 1)]) * d;
+      v8 acc[RA][RB] = {};
+      for (int64_t t = 0; t < d8; t += 8) {
+        v8 vb[RB];
+        for (int j = 0; j < RB; ++j) vb[j] = *reinterpret_cast<const v8u*>(pb[j] + t);
+        for (int i = 0; i < RA; ++i) {
+          const v8 va = *reinterpret_cast<const v8u*>(pa[i] + t);
+          for (int j = 0; j < RB; ++j) acc[i][j] += va * vb[j];
+        }
+      }
+      for (int i = 0; i < RA && a0 + i < rows; ++i) {
+        const float na = gnorm[ids[a0 + i]];
+        for (int j = 0; j < RB && b0 + j < m; ++j) {
+          float g = hsum8(acc[i][j]);
+          for (int64_t t = d8; t < d; ++t) g += pa[i][t] * pb[j][t];
+          out[size_t(a0 + i) * mpad + b0 + j] = std::max(0.f, na + gnorm[ids[b0 + j]] - 2.f * g);
+        }
+      }
     }
-    const float na = norms[a];
-#pragma omp simd
-    for (int b = 0; b < m; ++b) o[b] = std::max(0.f, na + norms[b] - 2.f * o[b]);
+  }
+}
+
+using GramFn = void (*)(const float*, int64_t, const node_t*, int, int, const float*, float*, int);
+#if defined(FASTRL_HAVE_AVX512)
+__attribute__((target("avx512f,avx2,fma")))
+void gram_avx512(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad);
+}
+#endif
+#if defined(FASTRL_HAVE_AVX2)
+__attribute__((target("avx2,fma")))
+void gram_avx2(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad);
+}
+#endif
+void gram_base(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad);
+}
+
+// The Gram kernel for the selected ISA (FASTRL_CPU_KERNEL or the best).
+GramFn select_gram() {
+  switch (selected_cpu_kernel()) {
+#if defined(FASTRL_HAVE_AVX512)
+    case CpuKernel::kAvx512: return gram_avx512;
+#endif
+#if defined(FASTRL_HAVE_AVX2)
+    case CpuKernel::kAvx2: return gram_avx2;
+#endif
+    default: return gram_base;
   }
 }
 
@@ -197,7 +244,11 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
                    float delta, uint64_t seed, int64_t* out_idx, float* out_dist,
                    int n_jobs) {
   const int nt = resolve_threads(n_jobs);
+  const GramFn gram_sqdist = select_gram();
   Graph g(n, k);
+  std::vector<float> gnorm(n);
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t v = 0; v < n; ++v) gnorm[v] = dot(X + v * d, X + v * d, d);
   const bool verbose = std::getenv("FASTRL_NND_VERBOSE") != nullptr;
   auto T0 = std::chrono::steady_clock::now();
   auto el = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count(); };
@@ -215,15 +266,15 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
     const int64_t n_leaves = int64_t(offs[t].size()) - 1;
 #pragma omp parallel num_threads(nt)
     {
-      std::vector<float> T, norms, out;
+      std::vector<float> out;
 #pragma omp for schedule(dynamic, 16)
       for (int64_t l = 0; l < n_leaves; ++l) {
         const int64_t lo = offs[t][l];
         const int m = int(offs[t][l + 1] - lo);
         const int mpad = (m + 15) & ~15;
-        T.resize(size_t(d) * mpad); norms.resize(mpad); out.resize(size_t(m) * mpad);
+        out.resize(size_t(m) * mpad);
         const node_t* ids = mems[t].data() + lo;
-        gram_sqdist(X, d, ids, m, m, T.data(), norms.data(), out.data(), mpad);
+        gram_sqdist(X, d, ids, m, m, gnorm.data(), out.data(), mpad);
         for (int p = 0; p < m; ++p)
           for (int q = p + 1; q < m; ++q) {
             const float dist = out[size_t(p) * mpad + q];
@@ -292,7 +343,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
 #pragma omp parallel num_threads(nt) reduction(+ : updates, attempts)
     {
       const int mmax = 2 * max_candidates, mpad = (mmax + 15) & ~15;
-      std::vector<float> T(size_t(d) * mpad), norms(mpad), out(size_t(max_candidates) * mpad);
+      std::vector<float> out(size_t(max_candidates) * mpad);
       std::vector<node_t> ids(mmax);
       std::vector<float> thr(mmax);
 #pragma omp for schedule(dynamic, 64)
@@ -302,7 +353,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
         std::copy_n(fresh.idx.data() + v * fresh.c, nn, ids.data());
         std::copy_n(old.idx.data() + v * old.c, no, ids.data() + nn);
         const int m = nn + no;
-        gram_sqdist(X, d, ids.data(), m, nn, T.data(), norms.data(), out.data(), mpad);
+        gram_sqdist(X, d, ids.data(), m, nn, gnorm.data(), out.data(), mpad);
         // Heap roots are scattered in memory: read each candidate's threshold
         // once (a stale value only costs a rejected push under the lock).
         for (int b = 0; b < m; ++b) thr[b] = g.d[size_t(ids[b]) * k];

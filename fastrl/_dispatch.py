@@ -164,7 +164,9 @@ def backend_info() -> dict:
     Returns
     -------
     dict
-        ``compiled_core`` (bool), ``cpu_kernel`` (the ISA of the kNN kernel),
+        ``compiled_core`` (bool), ``cpu_kernel`` (the ISA of the kNN kernel in
+        use: ``FASTRL_CPU_KERNEL=base|avx2|avx512`` forces one, otherwise the
+        best this CPU runs), ``cpu_kernels`` (those this CPU and build run),
         ``openmp`` (bool), ``openmp_threads`` (int), ``triton`` (bool),
         ``triton_interpret`` (bool), ``cuda`` (bool), ``cuda_devices`` (int),
         ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str),
@@ -174,7 +176,8 @@ def backend_info() -> dict:
     core = _core()
     info = {
         "compiled_core": core is not None,
-        "cpu_kernel": core.knn_kernel_name() if core is not None else None,
+        "cpu_kernel": core.knn_kernel_name() if core is not None else None,  # ValueError on a bad FASTRL_CPU_KERNEL
+        "cpu_kernels": list(core.cpu_kernels_supported()) if core is not None else [],
         "openmp": bool(core.has_openmp()) if core is not None else False,
         "openmp_threads": int(core.openmp_threads()) if core is not None else 1,
         "triton": triton_available(),

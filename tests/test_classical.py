@@ -54,6 +54,44 @@ def test_pca_bad_input(rng):
         pca(np.full((5, 3), np.nan), 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pca_covariance_path_matches_float64_oracle(rng, dtype):
+    """The CPU covariance path (syrk + partial syevr) against an independent
+    float64 SVD of the centred data, for both input dtypes and a torch tensor."""
+    X = (rng.standard_normal((700, 60)) * np.linspace(5, 0.5, 60) + 3.0).astype(dtype)
+    got, comps, var = pca(X, 7, method="covariance", return_components=True)
+    assert got.dtype == dtype and comps.dtype == dtype and var.dtype == dtype
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    _, S, Vt = np.linalg.svd(Xc, full_matrices=False)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(np.abs(comps), np.abs(Vt[:7]), atol=tol * 10)
+    np.testing.assert_allclose(var, S[:7] ** 2 / 699, rtol=tol)
+    _match_up_to_sign(got, Xc @ Vt[:7].T, atol=tol * 100)
+    T = pca(torch.from_numpy(X), 7, method="covariance")
+    assert isinstance(T, torch.Tensor) and T.dtype == torch.from_numpy(X).dtype
+    np.testing.assert_allclose(T.numpy(), got, atol=tol * 10)
+
+
+@pytest.mark.parametrize("make", [lambda X: X.astype(np.complex128), lambda X: torch.from_numpy(X.astype(np.complex64))])
+def test_pca_complex_input_rejected(rng, make):
+    """Complex input used to lose its imaginary part silently (torch path)."""
+    with pytest.raises(TypeError, match="X must be real"):
+        pca(make(rng.standard_normal((30, 5))), 2)
+
+
+def test_pca_random_state_generator(rng):
+    """A numpy Generator (or RandomState) seeds the randomized SVD, as an int does."""
+    X = rng.standard_normal((300, 40)) * np.r_[[10.0, 7.0, 4.0], np.full(37, 0.3)]
+    a = pca(X, 3, method="randomized", random_state=np.random.default_rng(5))
+    b = pca(X, 3, method="randomized", random_state=np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    c = pca(X, 3, method="randomized", random_state=np.random.RandomState(1))
+    _match_up_to_sign(a, c, atol=1e-6)
+    _match_up_to_sign(a, pca(X, 3, method="full"), atol=1e-6)
+    with pytest.raises(ValueError, match="random_state"):
+        pca(X, 3, method="randomized", random_state=-1)
+
+
 # ----------------------------------------------------------------------------- classical MDS
 def test_cmds_equals_pca_up_to_sign(rng):
     X = rng.standard_normal((157, 13)) * np.linspace(3, 1, 13)

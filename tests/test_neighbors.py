@@ -7,6 +7,17 @@ import pytest
 import torch
 
 from fastrl.neighbors import knn_graph, knn_query, knn_reference
+from fastrl.neighbors.knn import _core
+
+KERNELS = list(_core().cpu_kernels_supported())
+
+
+@pytest.fixture(params=KERNELS)
+def cpu_kernel(request, monkeypatch):
+    """Runs the test once per SIMD kernel this CPU supports (FASTRL_CPU_KERNEL)."""
+    monkeypatch.setenv("FASTRL_CPU_KERNEL", request.param)
+    assert _core().knn_kernel_name() == request.param
+    return request.param
 
 
 def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
@@ -21,9 +32,9 @@ def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
         assert strict <= set(idx[r].tolist()), r
 
 
-@pytest.mark.parametrize("n,d,k", [(37, 3, 5), (501, 17, 15), (333, 100, 31), (129, 784, 9)])
+@pytest.mark.parametrize("n,d,k", [(37, 3, 5), (501, 17, 15), (333, 100, 31), (129, 784, 9), (70, 1, 3)])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_exact_matches_reference(rng, n, d, k, metric):
+def test_exact_matches_reference(rng, n, d, k, metric, cpu_kernel):
     X = rng.standard_normal((n, d)).astype(np.float32)
     idx, dist = knn_graph(X, k, method="exact", metric=metric)
     ref_idx, ref_dist = knn_reference(X, X, k, metric=metric, exclude_self=True)
@@ -40,7 +51,7 @@ def test_exact_matches_sklearn_brute(rng):
     _assert_matches(idx, dist, sk_idx, sk_dist)
 
 
-def test_duplicate_heavy_data(rng):
+def test_duplicate_heavy_data(rng, cpu_kernel):
     base = rng.standard_normal((40, 6)).astype(np.float32)
     X = np.repeat(base, 7, axis=0)  # every point has 6 exact copies
     rng.shuffle(X)
@@ -71,7 +82,7 @@ def test_input_layouts_agree(rng, layout):
     np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
 
 
-def test_knn_query_matches_reference(rng):
+def test_knn_query_matches_reference(rng, cpu_kernel):
     A = rng.standard_normal((300, 11)).astype(np.float32)
     Q = rng.standard_normal((45, 11)).astype(np.float32)
     idx, dist = knn_query(A, Q, 300)  # k == N is allowed for queries
@@ -94,7 +105,7 @@ def test_n_jobs_gives_same_result(rng):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_approx_recall_clustered(rng, metric):
+def test_approx_recall_clustered(rng, metric, cpu_kernel):
     centers = rng.standard_normal((20, 12)) * 4
     X = (centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 12))).astype(np.float32)
     k = 15
@@ -182,3 +193,66 @@ def test_approx_recall_mnist_pca50(mnist):
     approx, _ = knn_graph(P, 15, method="approx", random_state=0)
     recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
     assert recall >= 0.98
+
+
+def test_cpu_kernel_switch(monkeypatch):
+    """FASTRL_CPU_KERNEL forces a kernel, backend_info reports it, and a kernel
+    the CPU lacks (or an unknown name) is refused with a clear ValueError."""
+    from fastrl import backend_info
+    assert backend_info()["cpu_kernels"] == KERNELS
+    for name in KERNELS:
+        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
+        assert backend_info()["cpu_kernel"] == name
+    for name in {"base", "avx2", "avx512"} - set(KERNELS):  # not runnable here
+        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
+        with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL=.*cannot run"):
+            knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
+    monkeypatch.setenv("FASTRL_CPU_KERNEL", "neon")
+    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL must be one of"):
+        knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
+    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL"):
+        backend_info()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+@pytest.mark.parametrize("n,d,k", [(300, 4, 7), (257, 30, 20)])
+def test_ties_at_k_boundary_go_by_index(offset, n, d, k, cpu_kernel):
+    """Integer data has many exactly tied distances: the exact path returns the
+    float64 oracle's (distance, index) order exactly, boundary included, even
+    far from the origin where the centred float32 scores round differently."""
+    rng = np.random.default_rng(n + d)
+    X = (rng.integers(0, 3, (n, d)) + offset).astype(np.float32)
+    idx, dist = knn_graph(X, k, method="exact")
+    ref_idx, ref_dist = knn_reference(X, X, k, exclude_self=True)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(dist, ref_dist.astype(np.float32))
+    qi, qd = knn_query(X[: n // 2], X, k)
+    ref_qi, _ = knn_reference(X[: n // 2], X, k)
+    np.testing.assert_array_equal(qi, ref_qi)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_tensors_accepted(rng, dtype):
+    T = torch.from_numpy(rng.standard_normal((60, 5)).astype(np.float32)).to(dtype)
+    idx, dist = knn_graph(T, 4, method="exact")
+    ref_idx, ref_dist = knn_reference(T.float().numpy(), T.float().numpy(), 4, exclude_self=True)
+    _assert_matches(idx, dist, ref_idx, ref_dist)
+    qi, _ = knn_query(T, T[:7], 1)
+    np.testing.assert_array_equal(qi[:, 0], np.arange(7))
+
+
+@pytest.mark.parametrize("n_jobs", [2**40, -(2**40)])
+def test_n_jobs_out_of_range(n_jobs):
+    X = np.random.default_rng(0).standard_normal((30, 3))
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        knn_graph(X, 3, n_jobs=n_jobs)
+    with pytest.raises(ValueError, match="n_jobs must be"):
+        knn_query(X, X, 3, n_jobs=n_jobs)
+
+
+def test_complex_input_rejected():
+    X = np.ones((10, 2), dtype=np.complex64)
+    with pytest.raises(TypeError, match="X must be real"):
+        knn_graph(X, 3)
+    with pytest.raises(TypeError, match="X must be real"):
+        knn_graph(torch.from_numpy(X), 3)

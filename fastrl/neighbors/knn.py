@@ -22,17 +22,33 @@ def _core():
     return _C
 
 
+MAX_JOBS = 1 << 15
+
+
 def _n_jobs(n_jobs) -> int:
+    """None -> 0 (all cores); otherwise an int in [-MAX_JOBS, MAX_JOBS]."""
     if n_jobs is None:
         return 0
-    return check_int(n_jobs, "n_jobs")
+    return check_int(n_jobs, "n_jobs", low=-MAX_JOBS, high=MAX_JOBS)
 
 
-def _prepare(X, name: str, metric: str, center=None):
-    """float32 C-contiguous copy; cosine rows are unit-normalised, Euclidean
-    rows are centred (distances are unchanged, the score expansion is more
-    accurate)."""
-    A = as_float_array(X, name)
+def _as_array(X, name: str) -> np.ndarray:
+    """float32 C-contiguous array from any real float/int array or tensor
+    (bf16/fp16 tensors are upcast; complex input is refused)."""
+    if isinstance(X, torch.Tensor):
+        if X.is_complex():
+            raise TypeError(f"{name} must be real, got dtype {X.dtype}")
+        if X.dtype in (torch.bfloat16, torch.float16):
+            X = X.detach().float()
+    elif np.iscomplexobj(X):
+        raise TypeError(f"{name} must be real, got a complex array")
+    return as_float_array(X, name)
+
+
+def _prepare(A, name: str, metric: str, center=None):
+    """float32 C-contiguous copy of ``A`` (already a float32 array); cosine rows
+    are unit-normalised, Euclidean rows are centred (distances are unchanged,
+    the score expansion is more accurate)."""
     if metric == "cosine":
         norms = np.linalg.norm(A, axis=1, keepdims=True)
         A = A / np.where(norms > 0, norms, 1.0)
@@ -138,19 +154,21 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
         if not bool(torch.isfinite(X).all()):
             raise ValueError("X contains NaN or inf")
         return _torch_knn(X, X, k, metric, exclude_self=True)
-    A = as_float_array(X, "X")
-    n, d = A.shape
+    A0 = _as_array(X, "X")
+    n, d = A0.shape
     k = check_int(k, "k", low=1)
     if k >= n:
         raise ValueError(f"k must be < N (the number of points, {n}), got k={k}")
-    center = A.mean(0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
-    A = _prepare(A, "X", metric, center)
+    jobs = _n_jobs(n_jobs)
+    center = A0.mean(0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
+    A = _prepare(A0, "X", metric, center)
     idx = np.empty((n, k), dtype=np.int64)
     dist = np.empty((n, k), dtype=np.float32)
-    jobs = _n_jobs(n_jobs)
     chosen = _choose_method(method, n, d, k)
     if chosen == "exact":
-        _core().knn_exact(A, A, k, metric, True, idx, dist, jobs)
+        # scan the centred copy; exact distances and ties on the data as given
+        ref = A0 if metric == "euclidean" else None
+        _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref)
     else:
         from fastrl.neighbors.nndescent import nndescent
         nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters)
@@ -178,18 +196,20 @@ def knn_query(X_index, X_query, k: int, *, metric: str = "euclidean", n_jobs=Non
     distances : ndarray of float32, shape (M, k)
     """
     check_choice(metric, "metric", METRICS)
-    A = as_float_array(X_index, "X_index")
-    Q = as_float_array(X_query, "X_query")
-    if Q.shape[1] != A.shape[1]:
-        raise ValueError(f"X_query has {Q.shape[1]} features but X_index has {A.shape[1]}")
-    n = A.shape[0]
+    A0 = _as_array(X_index, "X_index")
+    Q0 = _as_array(X_query, "X_query")
+    if Q0.shape[1] != A0.shape[1]:
+        raise ValueError(f"X_query has {Q0.shape[1]} features but X_index has {A0.shape[1]}")
+    n = A0.shape[0]
     k = check_int(k, "k", low=1)
     if k > n:
         raise ValueError(f"k must be <= N (the number of index points, {n}), got k={k}")
-    center = A.mean(0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
-    A = _prepare(A, "X_index", metric, center)
-    Q = _prepare(Q, "X_query", metric, center)
+    jobs = _n_jobs(n_jobs)
+    center = A0.mean(0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
+    A = _prepare(A0, "X_index", metric, center)
+    Q = _prepare(Q0, "X_query", metric, center)
     idx = np.empty((Q.shape[0], k), dtype=np.int64)
     dist = np.empty((Q.shape[0], k), dtype=np.float32)
-    _core().knn_exact(A, Q, k, metric, False, idx, dist, _n_jobs(n_jobs))
+    exact = (A0, Q0) if metric == "euclidean" else (None, None)
+    _core().knn_exact(A, Q, k, metric, False, idx, dist, jobs, *exact)
     return idx, dist

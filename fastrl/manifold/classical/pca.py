@@ -16,6 +16,9 @@ PCA_METHODS = ("auto", "full", "covariance", "randomized")
 
 def _as_tensor(X):
     """(float tensor, was_numpy, numpy dtype) from a numpy array or tensor."""
+    if (X.is_complex() if isinstance(X, torch.Tensor) else np.iscomplexobj(X)):
+        raise TypeError("X must be real: complex input is not supported (PCA of complex data would "
+                        "drop the imaginary part); pass X.real, or stack real and imaginary parts")
     if isinstance(X, torch.Tensor):
         check_tensor(X, "X", ndim=2, dtypes=None)
         if X.shape[1] == 0:
@@ -42,6 +45,39 @@ def choose_pca_method(method: str, n: int, d: int, k: int) -> str:
     return "randomized"
 
 
+def _seed(random_state) -> int:
+    """Integer seed from None, an int or a numpy Generator / RandomState."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return check_int(random_state, "random_state", low=0)
+
+
+def _covariance_pca_numpy(A: np.ndarray, k: int):
+    """Top-``k`` principal axes of the rows of ``A`` (N, D) on the CPU.
+
+    ``C = X_c^T X_c`` by one BLAS ``syrk`` (half the flops of a GEMM, no copy:
+    ``X_c^T`` is a Fortran-ordered view), then only the ``k`` largest
+    eigenpairs of ``C`` in float64 (LAPACK ``syevr`` with an index range,
+    several times quicker than a full ``eigh`` for k << D).
+
+    Returns
+    -------
+    Xc : (N, D) centred data, Vh : (k, D) in A's dtype, evals : (k,) float64
+    """
+    from scipy.linalg import blas, eigh
+    d = A.shape[1]
+    Xc = A - A.mean(0, dtype=np.float64).astype(A.dtype)
+    syrk = blas.get_blas_funcs("syrk", (Xc,))
+    C = syrk(1.0, Xc.T, trans=0, lower=0)  # upper triangle of Xc^T Xc
+    evals, evecs = eigh(np.asarray(C, dtype=np.float64), lower=False, subset_by_index=(d - k, d - 1),
+                        driver="evr", overwrite_a=True, check_finite=False)
+    return Xc, np.ascontiguousarray(evecs[:, ::-1].T, dtype=A.dtype), evals[::-1]
+
+
 def randomized_svd(A: torch.Tensor, k: int, *, n_oversamples: int = 10, n_iter: int = 4, generator=None):
     """Halko-Martinsson-Tropp randomized SVD of ``A`` (N, D): top ``k`` triplets.
 
@@ -65,7 +101,7 @@ def randomized_svd(A: torch.Tensor, k: int, *, n_oversamples: int = 10, n_iter: 
 
 
 def pca(X, n_components: int = 2, *, method: str = "auto", n_iter="auto", n_oversamples: int = 10,
-        random_state: int | None = 0, return_components: bool = False):
+        random_state=0, return_components: bool = False):
     """Principal component scores of ``X`` (scikit-learn ``PCA().fit_transform``).
 
     Parameters
@@ -83,8 +119,8 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter="auto", n_over
         ``n_components < 0.1 min(N, D)``, else 4, as in scikit-learn).
     n_oversamples : int
         Extra random directions of the randomized SVD.
-    random_state : int, optional
-        Seed of the randomized SVD.
+    random_state : int, numpy.random.Generator or RandomState, optional
+        Seed of the randomized SVD (None: 0, deterministic).
     return_components : bool
         Also return the components and the explained variance.
 
@@ -103,6 +139,15 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter="auto", n_over
     if k > min(n, d):
         raise ValueError(f"n_components must be <= min(N, D) = {min(n, d)}, got n_components={k}")
     chosen = choose_pca_method(method, n, d, k)
+    seed = _seed(random_state)
+    if chosen == "covariance" and not T.is_cuda:
+        Xc, Vh, evals = _covariance_pca_numpy(T.numpy(), k)
+        Vh = sign_flip(Vh, axis=1)
+        scores = Xc @ Vh.T
+        var = (np.maximum(evals, 0) / max(n - 1, 1)).astype(Vh.dtype)
+        if not was_numpy:
+            scores, Vh, var = (torch.from_numpy(np.ascontiguousarray(a)) for a in (scores, Vh, var))
+        return (scores, Vh, var) if return_components else scores
     mean = T.mean(0, keepdim=True)
     Xc = T - mean
     if chosen == "full":
@@ -120,7 +165,7 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter="auto", n_over
         var = evals.clamp_min(0).to(T.dtype) / max(n - 1, 1)
     else:
         q = (7 if k < 0.1 * min(n, d) else 4) if n_iter == "auto" else check_int(n_iter, "n_iter", low=0)
-        gen = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
+        gen = torch.Generator().manual_seed(seed)
         _, S, Vh = randomized_svd(Xc, k, n_oversamples=check_int(n_oversamples, "n_oversamples", low=0),
                                   n_iter=q, generator=gen)
         var = S ** 2 / max(n - 1, 1)
