@@ -196,3 +196,13 @@ def check_device(device, name: str = "device"):
         raise ValueError(f"{name}={str(device)!r} is not available on this machine; use 'cpu'"
                          + (" or 'cuda'" if torch.cuda.is_available() else ""))
     return dev
+
+
+def check_random_state(random_state) -> np.random.RandomState:
+    """A ``numpy.random.RandomState`` from None, an int, a ``RandomState`` (returned
+    as is) or a ``Generator`` (seeds a new RandomState), as scikit-learn accepts."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(int(random_state.integers(2**31 - 1)))
+    return np.random.RandomState(random_state)

@@ -33,6 +33,9 @@ def _entry(rank, world, port, fn, payload, outdir):
     try:
         result = fn(rank, world, payload)
         torch.save(result, os.path.join(outdir, f"rank{rank}.pt"))
+        # no rank tears gloo down while a peer may still have point-to-point work in flight
+        # (an early destroy_process_group can abort the other process)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

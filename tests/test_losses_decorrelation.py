@@ -256,3 +256,11 @@ def test_backward_twice_retain_graph(backend, device, form):
     loss.backward()
     torch.testing.assert_close(a.grad, 2 * first[0])
     torch.testing.assert_close(b.grad, 2 * first[1])
+
+
+def test_negative_cosine_empty_feature_dim_refused():
+    # the cosine of zero-length vectors is undefined: F.cosine_similarity alone returns 0 here
+    with pytest.raises(ValueError, match="empty feature dimension"):
+        negative_cosine_similarity(torch.randn(4, 0), torch.randn(4, 0))
+    with pytest.raises(ValueError, match="dim must be in"):
+        negative_cosine_similarity(torch.randn(4, 3), torch.randn(4, 3), dim=2)

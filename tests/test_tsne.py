@@ -332,3 +332,14 @@ def test_barnes_hut_in_three_dimensions():
     assert KNeighborsClassifier(5).fit(t.embedding_, y).score(t.embedding_, y) > 0.95
     with pytest.raises(ValueError, match="'n_components' should be inferior to 4"):
         TSNE(n_components=4, method="barnes_hut").fit(X)
+
+
+def test_progress_bar_shows_iterations_and_kl(capsys):
+    X = np.random.default_rng(0).standard_normal((60, 5))
+    E = TSNE(perplexity=10, max_iter=100, method="barnes_hut", random_state=0, progress_bar=True).fit_transform(X)
+    err = capsys.readouterr().err
+    assert "t-SNE (barnes_hut)" in err and "100/100" in err and "kl=" in err
+    # the bar changes nothing else: same embedding without it
+    E0 = TSNE(perplexity=10, max_iter=100, method="barnes_hut", random_state=0).fit_transform(X)
+    np.testing.assert_array_equal(E, E0)
+    assert capsys.readouterr().err == ""

@@ -46,7 +46,7 @@ def run(args) -> int:
         print(f"{name}: N={n} D={d}")
     t0 = time.perf_counter()
     tsne = TSNE(perplexity=args.perplexity, max_iter=args.max_iter, method=args.method, n_jobs=args.n_jobs,
-                random_state=args.seed, verbose=not args.quiet)
+                random_state=args.seed, progress_bar=not args.quiet)
     E = tsne.fit_transform(X)
     dt = time.perf_counter() - t0
     print(f"t-SNE ({tsne.method_}) in {dt:.1f} s, KL divergence {tsne.kl_divergence_:.4f}")

@@ -8,13 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-
-def _rng(random_state) -> np.random.RandomState:
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    if isinstance(random_state, np.random.Generator):
-        return np.random.RandomState(int(random_state.integers(2**31 - 1)))
-    return np.random.RandomState(random_state)
+from fastrl._validation import check_random_state
 
 
 def rescale(x, inplace=False, target_std=1e-4):
@@ -29,7 +23,7 @@ def jitter(x, inplace=False, scale=0.01, random_state=None):
     """Add Gaussian noise with standard deviation ``scale * std(x[:, 0])``."""
     x = np.asarray(x, dtype=np.float64) if inplace else np.array(x, dtype=np.float64, copy=True)
     target = np.std(x[:, 0]) * scale
-    x += _rng(random_state).normal(0.0, target, x.shape)
+    x += check_random_state(random_state).normal(0.0, target, x.shape)
     return x
 
 
@@ -42,7 +36,7 @@ def random(n_samples, n_components=2, random_state=None, verbose=False):
     """
     if hasattr(n_samples, "shape"):
         n_samples = n_samples.shape[0]
-    return _rng(random_state).normal(0.0, 1e-4, (int(n_samples), int(n_components)))
+    return check_random_state(random_state).normal(0.0, 1e-4, (int(n_samples), int(n_components)))
 
 
 def pca(X, n_components=2, svd_solver="auto", random_state=None, verbose=False, add_jitter=True):
@@ -69,7 +63,7 @@ def spectral(A, n_components=2, tol=1e-4, max_iter=None, random_state=None, verb
     ndarray of float64, shape (N, n_components)
     """
     from fastrl.manifold.classical.laplacian import spectral_embedding
-    seed = _rng(random_state)
+    seed = check_random_state(random_state)
     E = spectral_embedding(sp.csr_matrix(A), n_components=int(n_components), eigen_solver="arpack",
                            eigen_tol=float(tol), random_state=seed)
     E = rescale(E, inplace=True)

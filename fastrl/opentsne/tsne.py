@@ -136,8 +136,22 @@ class _Optimizer:
         return o
 
 
-class PartialTSNEEmbedding(np.ndarray):
+class _EmbeddingArray(np.ndarray):
+    """An ndarray that carries the attributes named in ``_ATTRS`` through views and slices."""
+
+    _ATTRS: tuple = ()
+
+    def __array_finalize__(self, obj):
+        if obj is None:
+            return
+        for name in self._ATTRS:
+            setattr(self, name, getattr(obj, name, None))
+
+
+class PartialTSNEEmbedding(_EmbeddingArray):
     """New points placed against a fixed reference embedding (an ndarray, shape (M, d))."""
+
+    _ATTRS = ("reference_embedding", "P", "gradient_descent_params", "optimizer", "kl_divergence")
 
     def __new__(cls, embedding, reference_embedding, P, optimizer=None, **gradient_descent_params):
         obj = np.array(embedding, dtype=np.float64, copy=True).view(cls)
@@ -147,12 +161,6 @@ class PartialTSNEEmbedding(np.ndarray):
         obj.optimizer = _Optimizer() if optimizer is None else optimizer
         obj.kl_divergence = None
         return obj
-
-    def __array_finalize__(self, obj):
-        if obj is None:
-            return
-        for name in ("reference_embedding", "P", "gradient_descent_params", "optimizer", "kl_divergence"):
-            setattr(self, name, getattr(obj, name, None))
 
     def optimize(self, n_iter, inplace=False, propagate_exception=False, **gradient_descent_params):
         """Run ``n_iter`` iterations on the new points only; returns the (new or same) embedding."""
@@ -167,9 +175,11 @@ class PartialTSNEEmbedding(np.ndarray):
         return embedding
 
 
-class TSNEEmbedding(np.ndarray):
+class TSNEEmbedding(_EmbeddingArray):
     """A t-SNE embedding (an ndarray, shape (N, d)) that can be optimised further
     and can place new points (``transform``, ``prepare_partial``)."""
+
+    _ATTRS = ("affinities", "gradient_descent_params", "random_state", "optimizer", "kl_divergence")
 
     def __new__(cls, embedding, affinities, dof=1, n_interpolation_points=3, min_num_intervals=50,
                 ints_in_interval=1, negative_gradient_method="auto", random_state=None, optimizer=None,
@@ -184,12 +194,6 @@ class TSNEEmbedding(np.ndarray):
         obj.optimizer = _Optimizer() if optimizer is None else optimizer
         obj.kl_divergence = None
         return obj
-
-    def __array_finalize__(self, obj):
-        if obj is None:
-            return
-        for name in ("affinities", "gradient_descent_params", "random_state", "optimizer", "kl_divergence"):
-            setattr(self, name, getattr(obj, name, None))
 
     def optimize(self, n_iter, inplace=False, propagate_exception=False, **gradient_descent_params):
         """Run ``n_iter`` iterations (openTSNE's parameters: ``exaggeration``,

@@ -188,6 +188,11 @@ def negative_cosine_similarity(p: torch.Tensor, z: torch.Tensor, dim: int = 1, e
     check_same_shape(p, z, "p", "z")
     check_same_dtype_device(p, z, "p", "z")
     check_positive(eps, "eps")
+    if not -p.dim() <= dim < p.dim():
+        raise ValueError(f"dim must be in [{-p.dim()}, {p.dim() - 1}] for p of shape {tuple(p.shape)}, got {dim}")
+    if p.shape[dim] == 0:
+        raise ValueError(f"p and z have an empty feature dimension (dim={dim}, shape {tuple(p.shape)}): "
+                         "the cosine of zero-length vectors is undefined")
     loss = -F.cosine_similarity(p, z, dim=dim, eps=eps).mean()
     if not bool(torch.isfinite(loss.detach())):  # NaN/inf inputs: name the culprit (no extra pass otherwise)
         check_tensor(p, "p")

@@ -9,7 +9,7 @@ from scipy.linalg import eigh
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh, lobpcg
 
-from fastrl._validation import as_float_array, check_choice, check_int, check_positive
+from fastrl._validation import as_float_array, check_choice, check_int, check_positive, check_random_state
 from fastrl.manifold.classical._utils import EstimatorBase, check_n_components, sign_flip
 
 WEIGHTS = ("heat", "binary")
@@ -248,14 +248,6 @@ class LaplacianEigenmaps:
 
 
 # ----------------------------------------------------------------------------- scikit-learn face
-def _rng(random_state) -> np.random.RandomState:
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    if isinstance(random_state, np.random.Generator):
-        return np.random.RandomState(int(random_state.integers(2**31 - 1)))
-    return np.random.RandomState(random_state)
-
-
 def _smallest_unnormalized(L: sp.csr_matrix, m: int, solver: str, tol, rs: np.random.RandomState):
     """``m`` smallest eigenpairs of the combinatorial Laplacian ``L = D - W``."""
     n = L.shape[0]
@@ -328,7 +320,7 @@ def spectral_embedding(adjacency, *, n_components: int = 8, eigen_solver=None, r
         tol = 0.0 if solver == "arpack" else None
     else:
         tol = float(check_positive(eigen_tol, "eigen_tol", allow_tensor=False, strict=False))
-    rs = _rng(random_state)
+    rs = check_random_state(random_state)
     deg = np.asarray(W.sum(axis=1)).ravel()
     if norm_laplacian:
         inner = {"arpack": "arpack", "dense": "dense"}.get(solver, "lobpcg")

@@ -145,6 +145,9 @@ class TSNE(TransformerBase):
         ``n_components <= 3``.
     theta : float, optional
         Deprecated alias of ``angle``.
+    progress_bar : bool
+        A tqdm progress bar over the iterations with the KL divergence (a
+        fastrl extra; ``fastrl tsne`` shows it unless ``--quiet``).
 
     Attributes
     ----------
@@ -170,7 +173,7 @@ class TSNE(TransformerBase):
                  metric_params=None, init="pca", verbose=0, random_state=None, method="auto", angle=0.5,
                  n_jobs=None, early_exaggeration_iter=None, dof=1.0, neighbors="auto", kernel="student_t",
                  callbacks=None, symmetric=True, initial_momentum=0.5, final_momentum=0.8, max_step_norm=5.0,
-                 device=None, theta=None):
+                 device=None, theta=None, progress_bar=False):
         self.n_components = n_components
         self.perplexity = perplexity
         self.early_exaggeration = early_exaggeration
@@ -197,6 +200,7 @@ class TSNE(TransformerBase):
         self.max_step_norm = max_step_norm
         self.device = device
         self.theta = theta
+        self.progress_bar = progress_bar
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -409,7 +413,11 @@ class TSNE(TransformerBase):
         history: list = []
         ee_iter = self._EXPLORATION_MAX_ITER if self.early_exaggeration_iter is None else self.early_exaggeration_iter
         ee_iter = min(ee_iter, self.max_iter)
-        common = dict(callbacks=callbacks, history=history, max_step_norm=self.max_step_norm,
+        progress = None
+        if self.progress_bar:
+            from tqdm.auto import tqdm
+            progress = tqdm(total=self.max_iter, desc=f"t-SNE ({method})", unit="it")
+        common = dict(callbacks=callbacks, history=history, max_step_norm=self.max_step_norm, progress=progress,
                       kl_every=self._N_ITER_CHECK, min_grad_norm=float(self.min_grad_norm),
                       log=log if self.verbose >= 2 else None)  # per-check lines at verbose >= 2, as scikit-learn
         it, stopped, kl = run_phase(Y, objective, opt, n_iter=ee_iter, start=0,
@@ -425,6 +433,8 @@ class TSNE(TransformerBase):
                                            **common)
             if kl2 is not None:
                 it, kl = it2, kl2
+        if progress is not None:
+            progress.close()
         if kl is None:  # no iteration ran
             kl = float(objective(Y, 1.0, True)[0])
         if log:
