@@ -27,6 +27,18 @@ from fastrl.masking import mae_loss, patchify, patchify_and_mask
 METHODS = ("simclr", "moco", "clip", "barlow", "vicreg", "simsiam", "mae")
 
 
+def fused(fn, *args, **kwargs):
+    """Call a fastrl loss with autocast switched off: its inputs keep the
+    dtype the network produced (bf16 under ``--device cuda``) and the fused
+    kernels choose their own accumulation. Inside an autocast region torch
+    ops within a custom autograd Function are autocast too, and the decorrelation
+    losses' CPU backward then mixes fp32 and bf16 (see the issue-14 report).
+    """
+    device = next(a for a in args if isinstance(a, torch.Tensor)).device.type
+    with torch.autocast(device, enabled=False):
+        return fn(*args, **kwargs)
+
+
 def _block(cin: int, cout: int, k: int = 3, stride: int = 1) -> list:
     return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -99,7 +111,7 @@ class SimCLR(_TwoView):
         self.temperature = temperature
 
     def loss(self, views):
-        return nt_xent(self.project(views[0]), self.project(views[1]), self.temperature)
+        return fused(nt_xent, self.project(views[0]), self.project(views[1]), self.temperature)
 
 
 class BarlowTwins(_TwoView):
@@ -111,7 +123,7 @@ class BarlowTwins(_TwoView):
         self.lambda_ = lambda_
 
     def loss(self, views):
-        return barlow_twins_loss(self.project(views[0]), self.project(views[1]), self.lambda_)
+        return fused(barlow_twins_loss, self.project(views[0]), self.project(views[1]), self.lambda_)
 
 
 class VICReg(_TwoView):
@@ -121,7 +133,7 @@ class VICReg(_TwoView):
         super().__init__(width, (proj, proj, proj))
 
     def loss(self, views):
-        return vicreg_loss(self.project(views[0]), self.project(views[1]))
+        return fused(vicreg_loss, self.project(views[0]), self.project(views[1]))
 
 
 class SimSiam(_TwoView):
@@ -136,7 +148,7 @@ class SimSiam(_TwoView):
     def loss(self, views):
         z1, z2 = self.project(views[0]), self.project(views[1])
         # simsiam_loss detaches z1, z2 (the stop-gradient)
-        return simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)
+        return fused(simsiam_loss, self.predictor(z1), self.predictor(z2), z1, z2)
 
 
 class MoCo(_TwoView):
@@ -159,7 +171,8 @@ class MoCo(_TwoView):
             k1 = self.key_projector(self.key_encoder(views[0]))
             k2 = self.key_projector(self.key_encoder(views[1]))
         queue = self.queue.queue
-        loss = 0.5 * (moco_loss(q1, k2, queue, self.temperature) + moco_loss(q2, k1, queue, self.temperature))
+        loss = 0.5 * (fused(moco_loss, q1, k2, queue, self.temperature)
+                      + fused(moco_loss, q2, k1, queue, self.temperature))
         self._keys = torch.cat([k1, k2]).float()
         return loss
 
@@ -193,7 +206,7 @@ class CLIP(nn.Module):
     def loss(self, views):
         img = F.normalize(self.image_proj(self.encoder(views[0])), dim=1)
         txt = F.normalize(self.text_proj(self.text_encoder(views[1])), dim=1)
-        return clip_loss(img, txt, self.logit_scale.exp())
+        return fused(clip_loss, img, txt, self.logit_scale.exp())
 
     def after_step(self) -> None:
         with torch.no_grad():
@@ -270,7 +283,7 @@ class MAE(nn.Module):
         full = torch.cat([h, self.mask_token.to(h.dtype).expand(b, ids_restore.shape[1] - keep, d)], 1)
         full = torch.gather(full, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
         pred = self.head(self.dec_norm(self.decoder(full + self.dec_pos)))
-        return mae_loss(pred, imgs, mask, p, norm_pix_loss=False)
+        return fused(mae_loss, pred, imgs, mask, p, norm_pix_loss=False)
 
     def after_step(self) -> None:
         pass

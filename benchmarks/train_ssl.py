@@ -43,8 +43,9 @@ RESULTS = HERE / "results"
 LR = {"simclr": 2e-3, "moco": 2e-3, "clip": 2e-3, "barlow": 2e-3, "vicreg": 2e-3, "simsiam": 1e-3, "mae": 1.5e-3}
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast, by default on CUDA only."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" if bf16 is None else bf16)
 
 
 def _sync(device: torch.device) -> None:
@@ -84,6 +85,7 @@ def _lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0
 
 def train(method: str, X: torch.Tensor, *, epochs: float = 1, batch_size: int = 256, device="cpu", seed: int = 0,
           max_seconds: float | None = None, max_steps: int | None = None, tiny: bool = False, lr: float | None = None,
+          bf16: bool | None = None,
           progress: bool = True, track: bool = True):
     """Train ``method`` on images ``X`` [N, 1, 28, 28].
 
@@ -100,6 +102,8 @@ def train(method: str, X: torch.Tensor, *, epochs: float = 1, batch_size: int = 
         Tiny widths (tests).
     lr : float, optional
         Peak learning rate; default ``LR[method] * batch_size / 256``.
+    bf16 : bool, optional
+        bf16 autocast for the steps (default: on CUDA only).
     track : bool
         Alignment / uniformity after each epoch.
 
@@ -142,7 +146,7 @@ def train(method: str, X: torch.Tensor, *, epochs: float = 1, batch_size: int = 
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, lr, warmup=min(100, max(1, total // 10)),
                                      time_frac=train_s / max_seconds if max_seconds else 0.0)
-            with _autocast(device):
+            with _autocast(device, bf16):
                 views = model.views(x, g)
                 loss = model.loss(views)
             opt.zero_grad(set_to_none=True)
