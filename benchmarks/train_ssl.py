@@ -206,8 +206,10 @@ def tsne_plot(F_test, y_test, path: Path, title: str, n: int = 3000, seed: int =
     plt.close(fig)
 
 
-def evaluate(method, model, initial, data, device, *, tsne: bool = True, probe_iter: int = 100) -> dict:
-    """Linear probe and kNN of the trained and the initial encoder, t-SNE PNG."""
+def evaluate(method, model, initial, data, device, *, tsne: bool = True, probe_iter: int = 100,
+             png_dir: Path = RESULTS) -> dict:
+    """Linear probe and kNN of the trained and the initial encoder, t-SNE PNG
+    ``png_dir/ssl_<method>_tsne.png``."""
     Xtr, ytr, Xte, yte = data
     device = torch.device(device)
     out = {}
@@ -223,10 +225,11 @@ def evaluate(method, model, initial, data, device, *, tsne: bool = True, probe_i
     out["probe_gain"] = out["linear_probe"] - out["random_encoder_probe"]
     out["feature_dim"] = int(Ftr.shape[1])
     if tsne:
-        path = RESULTS / f"ssl_{method}_tsne.png"
+        path = Path(png_dir) / f"ssl_{method}_tsne.png"
         t0 = time.perf_counter()
         tsne_plot(Fte, yte, path, f"{method}: t-SNE of MNIST test features (probe {out['linear_probe']:.3f})")
-        out["tsne_png"] = str(path.relative_to(HERE.parent))
+        out["tsne_png"] = str(path.resolve().relative_to(HERE.parent) if path.resolve().is_relative_to(HERE.parent)
+                              else path)
         out["tsne_seconds"] = time.perf_counter() - t0
     return out
 
@@ -312,7 +315,9 @@ def main(argv=None) -> int:
                "loss_per_epoch": hist["loss_per_epoch"], "alignment_per_epoch": hist["alignment"],
                "uniformity_per_epoch": hist["uniformity"], "train_images": int(Xtr.shape[0]),
                "batch_size": args.batch_size, "device": args.device}
-        run.update(evaluate(m, model, initial, full, args.device, tsne=not args.no_tsne))
+        # the t-SNE PNG goes beside the JSON (benchmarks/results/ without --json)
+        png_dir = Path(args.json).resolve().parent if args.json else RESULTS
+        run.update(evaluate(m, model, initial, full, args.device, tsne=not args.no_tsne, png_dir=png_dir))
         run["loadavg_during"] = [load0, os.getloadavg()]
         payload["runs"].append(run)
         payload["loadavg_end"] = os.getloadavg()
