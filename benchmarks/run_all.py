@@ -198,6 +198,16 @@ def ssl_section(data: dict, rel: Path) -> str:
             line += f"; >= 0.95: {'yes' if r['linear_probe'] >= 0.95 else 'NO'}"
         checks.append(line)
     out.append("**Acceptance (issue 14)**\n\n" + "\n".join(checks) + "\n")
+    for part in data.get("parts", []):
+        a = part.get("args") or {}
+        out.append(f"_Part `{part['file']}`: `train_ssl.py --method {','.join(part['methods'])} --epochs {a.get('epochs')} "
+                   f"--max-train-seconds {a.get('max_train_seconds')} --threads {a.get('threads')}` "
+                   f"(batch {a.get('batch_size')}); parts ran side by side, one thread each._\n")
+    for old in data.get("superseded", []):
+        out.append(f"_Superseded run: {old['method']} ({old.get('part', '?')}: {old['epochs']:.2f} epochs in "
+                   f"{old['train_seconds']:.0f} s, linear probe {old['linear_probe']:.4f} vs random "
+                   f"{old['random_encoder_probe']:.4f}, gain {old['linear_probe'] - old['random_encoder_probe']:+.4f}), "
+                   f"replaced by the run from {old.get('replaced_by', '?')} listed above._\n")
     loads = [r.get("loadavg_during") for r in runs.values() if r.get("loadavg_during")]
     if loads:
         peak = max(max(a[0], b[0]) for a, b in loads)
@@ -241,19 +251,25 @@ def write_report(results: Path, status: list | None = None, path: Path | None = 
 
 
 def merge_ssl(paths: list, out: Path) -> None:
-    """Merge several train_ssl.py JSON files (e.g. methods run in parallel) into one."""
-    merged = {"runs": [], "parts": []}
+    """Merge several train_ssl.py JSON files (e.g. methods run in parallel)
+    into one; a later file's run of a method replaces an earlier one, which
+    is kept under ``superseded``."""
+    merged = {"runs": [], "parts": [], "superseded": []}
+    by_method = {}
     for p in paths:
         d = json.loads(Path(p).read_text())
         merged.setdefault("machine", d.get("machine"))
         merged.setdefault("args", d.get("args"))
         if "baselines" in d:
             merged["baselines"] = d["baselines"]
-        merged["runs"] += d.get("runs", [])
+        for r in d.get("runs", []):
+            if r["method"] in by_method:
+                merged["superseded"].append({**by_method[r["method"]], "replaced_by": Path(p).name})
+            by_method[r["method"]] = {**r, "part": Path(p).name}
         merged["parts"].append({"file": Path(p).name, "args": d.get("args"), "loadavg_start": d.get("loadavg_start"),
                                 "loadavg_end": d.get("loadavg_end"), "methods": [r["method"] for r in d["runs"]]})
     rank = {m: i for i, m in enumerate(METHODS)}
-    merged["runs"].sort(key=lambda r: rank.get(r["method"], len(METHODS)))
+    merged["runs"] = sorted(by_method.values(), key=lambda r: rank.get(r["method"], len(METHODS)))
     out.write_text(json.dumps(merged, indent=1))
 
 

@@ -40,7 +40,7 @@ from fastrl.metrics import linear_probe  # noqa: E402
 
 RESULTS = HERE / "results"
 # learning rates per 256 images (AdamW); SimSiam and MAE like smaller steps
-LR = {"simclr": 2e-3, "moco": 2e-3, "clip": 2e-3, "barlow": 2e-3, "vicreg": 2e-3, "simsiam": 1e-3, "mae": 1.5e-3}
+LR = {"simclr": 2e-3, "moco": 2e-3, "clip": 2e-3, "barlow": 2e-3, "vicreg": 2e-3, "simsiam": 1e-3, "mae": 3e-3}
 
 
 def _autocast(device: torch.device, bf16: bool | None = None):
