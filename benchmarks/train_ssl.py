@@ -225,6 +225,7 @@ def evaluate(method, model, initial, data, device, *, tsne: bool = True, probe_i
     out["probe_gain"] = out["linear_probe"] - out["random_encoder_probe"]
     out["feature_dim"] = int(Ftr.shape[1])
     if tsne:
+        Path(png_dir).mkdir(parents=True, exist_ok=True)
         path = Path(png_dir) / f"ssl_{method}_tsne.png"
         t0 = time.perf_counter()
         tsne_plot(Fte, yte, path, f"{method}: t-SNE of MNIST test features (probe {out['linear_probe']:.3f})")
