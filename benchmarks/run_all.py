@@ -56,7 +56,8 @@ def _env() -> dict:
     return env
 
 
-def run_scripts(quick: bool, timeout: float, skip_bench: bool, skip_train: bool) -> tuple[Path, list]:
+def run_scripts(quick: bool, timeout: float, skip_bench: bool, skip_train: bool,
+                only: list | None = None) -> tuple[Path, list]:
     """Run the benchmarks (and trainings); returns (results dir, status rows)."""
     if quick:
         scratch = Path(tempfile.mkdtemp(prefix="fastrl_quick_"))
@@ -72,6 +73,8 @@ def run_scripts(quick: bool, timeout: float, skip_bench: bool, skip_train: bool)
     if not skip_train:
         jobs.append(("train_ssl.py", [str(bench_dir / "train_ssl.py"), *(TRAIN_QUICK if quick else TRAIN_FULL),
                                       "--quiet", "--json", str(out_dir / "ssl_mnist.json")]))
+    if only:
+        jobs = [j for j in jobs if j[0] in only]
     for name, argv in jobs:
         log = out_dir / f"{Path(name).stem}.log"
         print(f"== {name} {' '.join(argv[1:])}", flush=True)
@@ -89,6 +92,7 @@ def run_scripts(quick: bool, timeout: float, skip_bench: bool, skip_train: bool)
         dest = RESULTS / "quick"
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(out_dir, dest)
+        shutil.rmtree(out_dir.parent.parent, ignore_errors=True)   # the scratch copy
         return dest, status
     return RESULTS, status
 
@@ -280,6 +284,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per script")
+    ap.add_argument("--only", nargs="+", default=None, metavar="SCRIPT",
+                    help="run only these scripts (e.g. bench_masking.py train_ssl.py)")
     ap.add_argument("--merge-ssl", nargs="+", default=None, metavar="JSON",
                     help="merge train_ssl.py JSON files into results/ssl_mnist.json first")
     args = ap.parse_args(argv)
@@ -289,7 +295,7 @@ def main(argv=None) -> int:
         print(write_report(RESULTS))
         return 0
     timeout = args.timeout or (1800 if args.quick else None)
-    results, status = run_scripts(args.quick, timeout, args.skip_bench, args.skip_train)
+    results, status = run_scripts(args.quick, timeout, args.skip_bench, args.skip_train, args.only)
     print(write_report(results, status))
     return 0 if all(s["rc"] == 0 for s in status) else 1
 
