@@ -206,7 +206,7 @@ def ssl_section(data: dict, rel: Path) -> str:
         a = part.get("args") or {}
         out.append(f"_Part `{part['file']}`: `train_ssl.py --method {','.join(part['methods'])} --epochs {a.get('epochs')} "
                    f"--max-train-seconds {a.get('max_train_seconds')} --threads {a.get('threads')}` "
-                   f"(batch {a.get('batch_size')}); parts ran side by side, one thread each._\n")
+                   f"(batch {a.get('batch_size')}, load average {_fmt(part.get('loadavg_start'))} at its start)._\n")
     for old in data.get("superseded", []):
         out.append(f"_Superseded run: {old['method']} ({old.get('part', '?')}: {old['epochs']:.2f} epochs in "
                    f"{old['train_seconds']:.0f} s, linear probe {old['linear_probe']:.4f} vs random "
@@ -216,7 +216,7 @@ def ssl_section(data: dict, rel: Path) -> str:
     if loads:
         peak = max(max(a[0], b[0]) for a, b in loads)
         out.append(f"_Load: the 2-core machine was shared; 1-minute load average up to {peak:.1f} during "
-                   f"these runs (per run in the JSON, `loadavg_during`). Machine: {_machine_line(data.get('machine', {}))}. "
+                   f"these runs (per run in the JSON, `loadavg_during`); parts may have run at the same time. Machine: {_machine_line(data.get('machine', {}))}. "
                    f"Threads per run: {data.get('args', {}).get('threads', '?')}._\n")
     return "\n".join(out)
 
