@@ -30,9 +30,8 @@ METHODS = ("simclr", "moco", "clip", "barlow", "vicreg", "simsiam", "mae")
 def fused(fn, *args, **kwargs):
     """Call a fastrl loss with autocast switched off: its inputs keep the
     dtype the network produced (bf16 under ``--device cuda``) and the fused
-    kernels choose their own accumulation. Inside an autocast region torch
-    ops within a custom autograd Function are autocast too, and the decorrelation
-    losses' CPU backward then mixes fp32 and bf16 (see the issue-14 report).
+    kernels choose their own accumulation (fastrl's losses also work inside an
+    autocast region: tests/test_losses_decorrelation.py checks the backward).
     """
     device = next(a for a in args if isinstance(a, torch.Tensor)).device.type
     with torch.autocast(device, enabled=False):

@@ -264,3 +264,22 @@ def test_negative_cosine_empty_feature_dim_refused():
         negative_cosine_similarity(torch.randn(4, 0), torch.randn(4, 0))
     with pytest.raises(ValueError, match="dim must be in"):
         negative_cosine_similarity(torch.randn(4, 3), torch.randn(4, 3), dim=2)
+
+
+@pytest.mark.parametrize("n, d", [(64, 32), (12, 40)])  # cross (D x D) form and Gram form
+@pytest.mark.parametrize("fn", [barlow_twins_loss, vicreg_loss])
+def test_backward_under_bf16_autocast(backend, device, fn, n, d):
+    # the losses take the fp32 inputs as given under autocast: loss and gradients
+    # equal the fp32 run (the CPU path used to mix a bf16 C with fp32 views in backward)
+    g = torch.Generator().manual_seed(n + d)
+    z1, z2 = torch.randn(n, d, generator=g).to(device), torch.randn(n, d, generator=g).to(device)
+    a1, a2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        loss = fn(a1, a2)
+    (loss * 0.7).backward()
+    b1, b2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ref = fn(b1, b2)
+    (ref * 0.7).backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(a1.grad, b1.grad)
+    torch.testing.assert_close(a2.grad, b2.grad)

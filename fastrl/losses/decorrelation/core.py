@@ -92,6 +92,13 @@ class DecorrCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A, B, scale, w_off, kind, w_diag, eps, form, impl):
+        # autocast off: C, the Grams and the saved statistics keep the inputs' dtype,
+        # so a backward never mixes a bf16 C with fp32 standardised views
+        with torch.autocast(device_type=A.device.type, enabled=False):
+            return DecorrCore._forward(ctx, A, B, scale, w_off, kind, w_diag, eps, form, impl)
+
+    @staticmethod
+    def _forward(ctx, A, B, scale, w_off, kind, w_diag, eps, form, impl):
         ctx.cfg = (scale, w_off, kind, w_diag, eps, form, impl)
         if form == "gram":
             Bx = A if B is None else B
@@ -110,6 +117,11 @@ class DecorrCore(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            return DecorrCore._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         scale, w_off, kind, w_diag, eps, form, impl = ctx.cfg
         grad = grad.to(torch.float64 if ctx.saved_tensors[0].dtype == torch.float64 else torch.float32)
         if form == "gram":
