@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# FASTRL_RESULTS_DIR redirects the JSON (gpu_check --dry-run keeps the committed results intact)
+RESULTS = Path(os.environ.get("FASTRL_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 ISA_FLAGS = ("sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")

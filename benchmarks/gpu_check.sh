@@ -70,10 +70,17 @@ step large_n 40 $B large_n
 step decorrelation 25 $B decorrelation
 step tsne 20 $B tsne
 if $PY benchmarks/bench_losses.py --help 2>/dev/null | grep -q -- "--device"; then
-  if [ $DRY = 1 ]; then BL=(--sizes 64 --dims 16 --repeat 1 --no-acceptance); else BL=(); fi
-  step bench-losses 25 bash -c "$PY benchmarks/bench_losses.py --family contrastive --device cuda ${BL[*]} 2>&1 | tee $OUT_DIR/bench_losses_gpu.log"
-  # the benchmark (CLIP, NT-Xent, SigLIP rows) writes its JSON in the repo: bring it back too
-  cp benchmarks/results/losses_contrastive_gpu.json "$OUT_DIR/" 2>/dev/null || true
+  if [ $DRY = 1 ]; then
+    # the CPU grid at tiny sizes, its JSON kept out of benchmarks/results
+    BL=(--sizes 64 --dims 16 --repeat 1 --no-acceptance --device cpu)
+    export FASTRL_RESULTS_DIR="$OUT_DIR/bench"; mkdir -p "$FASTRL_RESULTS_DIR"
+  else
+    BL=(--device cuda)
+  fi
+  step bench-losses 25 bash -c "set -o pipefail; $PY benchmarks/bench_losses.py --family contrastive ${BL[*]} 2>&1 | tee $OUT_DIR/bench_losses_gpu.log"
+  # the benchmark (CLIP, NT-Xent, SigLIP rows) writes its JSON in the repo: append it to the
+  # log that comes back (at most 8 files return from the device machine)
+  cat "${FASTRL_RESULTS_DIR:-benchmarks/results}/losses_contrastive_gpu.json" >> "$OUT_DIR/bench_losses_gpu.log" 2>/dev/null || true
 else
   echo "=== [bench-losses] skipped: bench_losses.py has no --device option here"
 fi
