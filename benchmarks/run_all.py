@@ -31,7 +31,7 @@ METHODS = ("simclr", "moco", "clip", "barlow", "vicreg", "simsiam", "mae")
 # small sizes through each script's existing flags (None: the script's defaults)
 QUICK_ARGS = {
     "bench_classical.py": ["--n", "2000", "--subset", "500"],
-    "bench_knn.py": ["--quick", "--n", "5000", "--repeat", "1", "--no-sklearn"],
+    "bench_knn.py": ["--quick", "--n-raw", "3000", "--n-pca", "5000", "--repeat", "1"],
     "bench_losses.py": ["--sizes", "256", "--dims", "64", "--repeat", "1", "--no-acceptance"],
     "bench_masking.py": ["--quick", "--repeat", "1"],
     # no small MNIST mode: its synthetic mixture mode at 5000 points (fastrl only)
