@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import torch
 
-from fastrl._validation import as_float_array, check_int
+from fastrl._validation import as_float_array, check_int, check_real
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
@@ -67,8 +67,7 @@ def _rank_excess_torch(S: torch.Tensor, nbr: torch.Tensor, start: int, k: int) -
 def _as_rows(X, name: str):
     """float tensor (float64 kept) on X's device; scipy.sparse input is densified."""
     if isinstance(X, torch.Tensor):
-        if X.is_complex():
-            raise TypeError(f"{name} must be real; complex input is not supported (got {X.dtype})")
+        check_real(X, name)
         if X.dim() != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{name} must be 2-D and non-empty, got shape {tuple(X.shape)}")
         T = X.detach()
@@ -78,9 +77,7 @@ def _as_rows(X, name: str):
         return T
     if hasattr(X, "toarray"):
         X = X.toarray()
-    arr = np.asarray(X)
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real; complex input is not supported (got dtype {arr.dtype})")
+    arr = check_real(np.asarray(X), name)
     return torch.from_numpy(as_float_array(arr, name, dtype=np.float64 if arr.dtype == np.float64 else np.float32))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastrl._validation import as_float_array, check_choice, check_int
+from fastrl._validation import as_float_array, check_choice, check_int, check_real
 
 METHODS = ("auto", "exact", "approx")
 METRICS = ("euclidean", "cosine")
@@ -35,13 +35,9 @@ def _n_jobs(n_jobs) -> int:
 def _as_array(X, name: str) -> np.ndarray:
     """float32 C-contiguous array from any real float/int array or tensor
     (bf16/fp16 tensors are upcast; complex input is refused)."""
-    if isinstance(X, torch.Tensor):
-        if X.is_complex():
-            raise TypeError(f"{name} must be real, got dtype {X.dtype}")
-        if X.dtype in (torch.bfloat16, torch.float16):
-            X = X.detach().float()
-    elif np.iscomplexobj(X):
-        raise TypeError(f"{name} must be real, got a complex array")
+    check_real(X, name)
+    if isinstance(X, torch.Tensor) and X.dtype in (torch.bfloat16, torch.float16):
+        X = X.detach().float()
     return as_float_array(X, name)
 
 

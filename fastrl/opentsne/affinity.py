@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from fastrl._validation import check_real
 from fastrl.manifold.tsne.affinities import multiscale_affinities, symmetrize
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,7 @@ log = logging.getLogger(__name__)
 def _as_data(data):
     if sp.issparse(data):
         return sp.csr_matrix(data, dtype=np.float64)
-    A = np.asarray(data)
-    if np.iscomplexobj(A):
-        raise TypeError("data must be real, got complex input")
+    A = check_real(np.asarray(data), "data")
     return np.ascontiguousarray(A, dtype=np.float64)
 
 
@@ -77,8 +76,9 @@ class Affinities:
         self.P = None
         self.verbose = verbose
 
-    def to_new(self, data, return_distances=False):  # pragma: no cover - abstract
-        raise NotImplementedError()
+    def to_new(self, data, return_distances=False):  # pragma: no cover - abstract, as in openTSNE
+        raise NotImplementedError(f"{type(self).__name__} cannot place new points: use an affinity built "
+                                  "from data (PerplexityBasedNN, FixedSigmaNN, Multiscale, ...)")
 
 
 def _joint(idx, Pc, n: int, symmetrize_: bool) -> sp.csr_matrix:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from fastrl._validation import check_positive
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
                                             run_phase)
 from fastrl.opentsne import affinity as _affinity
@@ -44,16 +45,11 @@ def _callbacks(callbacks):
     raise ValueError("`callbacks` must be a callable object!")
 
 
-def _check_number(value, name, *, low=0.0, strict=True, allow_none=False):
+def _check_number(value, name, *, strict=True, allow_none=False):
+    """A finite float > 0 (>= 0 with ``strict=False``); None passes with ``allow_none``."""
     if value is None and allow_none:
         return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not np.isfinite(v) or (v <= low if strict else v < low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low} and finite, got {value}")
-    return v
+    return float(check_positive(value, name, allow_tensor=False, strict=strict))
 
 
 def _optimize(embedding, Y_ref, P, n_iter, params, optimizer, partial: bool):

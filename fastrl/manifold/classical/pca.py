@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastrl._validation import as_float_array, check_choice, check_int, check_tensor
+from fastrl._validation import as_float_array, check_choice, check_int, check_real, check_tensor
 from fastrl.manifold.classical._utils import sign_flip
 
 PCA_METHODS = ("auto", "full", "covariance", "randomized")
@@ -16,9 +16,7 @@ PCA_METHODS = ("auto", "full", "covariance", "randomized")
 
 def _as_tensor(X):
     """(float tensor, was_numpy, numpy dtype) from a numpy array or tensor."""
-    if (X.is_complex() if isinstance(X, torch.Tensor) else np.iscomplexobj(X)):
-        raise TypeError("X must be real: complex input is not supported (PCA of complex data would "
-                        "drop the imaginary part); pass X.real, or stack real and imaginary parts")
+    check_real(X if isinstance(X, torch.Tensor) else np.asarray(X), "X")
     if isinstance(X, torch.Tensor):
         check_tensor(X, "X", ndim=2, dtypes=None)
         if X.shape[1] == 0:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from fastrl._validation import as_float_array, check_choice, check_int, check_positive
+from fastrl._validation import as_float_array, check_choice, check_device, check_int, check_positive
 from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
 from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, n_neighbors_for,
                                              sparse_from_knn, transform_affinities)
@@ -19,21 +19,6 @@ KERNELS = ("student_t", "gaussian")
 BARNES_HUT_MAX_N = 10_000  # "auto": Barnes-Hut below this size, FFT interpolation above
 EXACT_LIMIT_N = 20_000     # dense O(N^2) memory beyond this is refused
 BH_MAX_DIM = 3             # Barnes-Hut: compiled quadtree (1-D, 2-D), Numba octree (3-D)
-
-
-def check_device(device):
-    """Parse ``device`` and refuse one this build cannot use (ValueError naming ``device``)."""
-    if device is None:
-        return None
-    import torch
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available in this build / machine; "
-                         "use device=None (CPU)")
-    return dev
 
 
 def _check_fraction(value, name: str, *, low: float = 0.0, high: float = 1.0):
