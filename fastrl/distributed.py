@@ -106,12 +106,7 @@ def all_sizes(n_local: int, device=None) -> list[int]:
 
 def gather_offset(n_local: int, device=None) -> int:
     """Index of this rank's first row in the gathered batch."""
-    if not is_distributed():
-        return 0
-    t = torch.tensor([n_local], dtype=torch.long, device=device)
-    sizes = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, t)
-    return int(sum(int(s.item()) for s in sizes[: dist.get_rank()]))
+    return sum(all_sizes(n_local, device)[: rank()])
 
 
 def _exchange(from_rank: int, to_rank: int, tensor: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastrl.losses.contrastive.cpu import _rows_per_chunk
+
 # elements of one [rows, N] fp32 block (32 MiB: large blocks keep the BLAS calls efficient);
 # the loops hold at most two such blocks at a time.
 CHUNK_ELEMENTS = 1 << 23
-
-
-def _rows_per_chunk(n_rows: int, n_cols: int) -> int:
-    return max(16, min(n_rows, CHUNK_ELEMENTS // max(n_cols, 1)))
 
 
 def _flip_positives(t, r0: int, r1: int, n_cols: int, pos_offset) -> None:
@@ -47,7 +45,7 @@ def siglip_forward(x, y, scale: float, bias: float, pos_offset):
     m = x.shape[0]
     out = torch.empty(m, dtype=x.dtype, device=x.device)
     xs, b = x * scale, x.new_full((), bias)
-    step = _rows_per_chunk(m, y.shape[0])
+    step = _rows_per_chunk(m, y.shape[0], CHUNK_ELEMENTS)
     for r0 in range(0, m, step):
         r1 = min(m, r0 + step)
         t = _margins(xs, y, r0, r1, b, pos_offset)
@@ -69,7 +67,7 @@ def siglip_backward(x, y, scale: float, bias: float, pos_offset, g, need_dy: boo
     xs, b = x * scale, x.new_full((), bias)
     uniform = bool(g.numel()) and bool((g == g[0]).all())  # the usual upstream of .sum()/.mean()
     total = x.new_zeros(())
-    step = _rows_per_chunk(m, y.shape[0])
+    step = _rows_per_chunk(m, y.shape[0], CHUNK_ELEMENTS)
     for r0 in range(0, m, step):
         r1 = min(m, r0 + step)
         t = _margins(xs, y, r0, r1, b, pos_offset)

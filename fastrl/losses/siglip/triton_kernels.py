@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from fastrl._dispatch import autotune_enabled, fp32_precision, interpreting, upcast_bf16_dot
+from fastrl.losses.contrastive.triton_kernels import n_bucket
 
 # tiles used without autotuning (interpreter, FASTRL_AUTOTUNE=0); tests shrink them
 BLOCK_M = 64
@@ -136,11 +137,6 @@ _fwd_tuned = triton.autotune(_configs(), key=_KEY)(_siglip_fwd_kernel)
 _bwd_tuned = triton.autotune(_configs(), key=_KEY + ["G_ON_ROWS"])(_siglip_bwd_kernel)
 
 
-def _n_bucket(n: int) -> int:
-    """Autotuning key of N: its power-of-two bucket, capped at 2^16."""
-    return min(triton.next_power_of_2(max(n, 1)), 1 << 16)
-
-
 def _block_d(d: int) -> int:
     bd = max(16, triton.next_power_of_2(d))
     # 128: one slice for the usual D <= 128; (64 + 64) x 128 fp32 operands x 2 stages fit shared memory
@@ -167,7 +163,7 @@ def siglip_forward(x, y, scale: float, bias: float, pos_offset, block_m=None, bl
     m, n, d = x.shape[0], y.shape[0], x.shape[1]
     out = torch.empty(m, dtype=torch.float32, device=x.device)
     args = (x, y, out, m, n, d, x.stride(0), y.stride(0), float(scale), float(bias),
-            0 if pos_offset is None else int(pos_offset), _n_bucket(n))
+            0 if pos_offset is None else int(pos_offset), n_bucket(n))
     _launch(_siglip_fwd_kernel, _fwd_tuned, m, args, _flags(x, pos_offset), block_m, block_n)
     return out
 
@@ -177,7 +173,7 @@ def _grad_rows(a, b, g, scale, bias, pos_offset, g_on_rows, block_m, block_n):
     out = torch.empty((m, d), dtype=torch.float32, device=a.device)
     gsum = torch.empty(m, dtype=torch.float32, device=a.device)
     args = (a, b, g, out, gsum, m, n, d, a.stride(0), b.stride(0), out.stride(0), float(scale), float(bias),
-            0 if pos_offset is None else int(pos_offset), _n_bucket(n))
+            0 if pos_offset is None else int(pos_offset), n_bucket(n))
     flags = _flags(a, pos_offset)
     flags["G_ON_ROWS"] = g_on_rows
     _launch(_siglip_bwd_kernel, _bwd_tuned, m, args, flags, block_m, block_n)
