@@ -66,7 +66,8 @@ def load_avg() -> list[float] | None:
         return None
 
 
-def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_result=None) -> dict:
+def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_result=None,
+                settle_s: float = 0.0) -> dict:
     """Time several callables round-robin so they see the same machine load.
 
     ``cases`` maps a name to a zero-argument callable. Each round calls every
@@ -74,7 +75,9 @@ def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_res
     ``median_s``, ``times_s``, the last return value (``out``) and the load
     average before each round (``load``). ``on_result(name, out)`` is called
     after every run (e.g. to measure recall), its return values collected in
-    ``checks``.
+    ``checks``. ``settle_s`` sleeps before every call: BLAS and OpenMP pools
+    spin-wait for a while after a call, and on 2 cores the next case (often
+    another library's pool) would otherwise time against those spinning threads.
     """
     res = {name: {"times_s": [], "load": [], "checks": []} for name in cases}
     for _ in range(warmup):
@@ -84,6 +87,8 @@ def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_res
         la = load_avg()
         for name, fn in cases.items():
             gc.collect()
+            if settle_s:
+                time.sleep(settle_s)
             t0 = time.perf_counter()
             out = fn()
             if sync:

@@ -54,11 +54,14 @@ def test_pca_bad_input(rng):
         pca(np.full((5, 3), np.nan), 2)
 
 
+@pytest.mark.parametrize("offset", [0.3, 3.0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pca_covariance_path_matches_float64_oracle(rng, dtype):
+def test_pca_covariance_path_matches_float64_oracle(rng, dtype, offset):
     """The CPU covariance path (syrk + partial syevr) against an independent
-    float64 SVD of the centred data, for both input dtypes and a torch tensor."""
-    X = (rng.standard_normal((700, 60)) * np.linspace(5, 0.5, 60) + 3.0).astype(dtype)
+    float64 SVD of the centred data, for both input dtypes and a torch tensor.
+    offset 0.3 keeps every mean^2 / variance under the bound (uncentred Gram);
+    offset 3.0 exceeds it on the narrow columns (the data are centred first)."""
+    X = (rng.standard_normal((700, 60)) * np.linspace(5, 0.5, 60) + offset).astype(dtype)
     got, comps, var = pca(X, 7, method="covariance", return_components=True)
     assert got.dtype == dtype and comps.dtype == dtype and var.dtype == dtype
     Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
