@@ -45,6 +45,52 @@ Metric to_metric(const std::string& m) {
 
 }  // namespace
 
+// FFT-interpolation spreading / gathering for a float32 or float64 grid (one
+// overload each; the exact dtype is required, never a converted copy).
+template <typename T>
+void def_fft_grid_ops(py::module_& m) {
+  m.def("tsne_fft_spread",
+        [](CArray<double> Y, double lo, double h, int n_boxes, CArray<double> charges,
+           py::array_t<T, py::array::c_style> grid, int n_jobs) {
+          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
+          const int64_t n = Y.shape(0);
+          if (charges.ndim() != 2 || charges.shape(0) != n) throw std::invalid_argument("charges must be [n, nc]");
+          const int nc = int(charges.shape(1)), g = 3 * n_boxes;
+          if (n_boxes < 1 || grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) != g ||
+              !grid.writeable())
+            throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, 3 n_boxes] array");
+          T* gp = grid.mutable_data();
+          const double *yp = Y.data(), *cp = charges.data();
+          py::gil_scoped_release release;
+          tsne_fft_spread<T>(yp, n, lo, h, n_boxes, cp, nc, gp, n_jobs);
+        },
+        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("charges"),
+        py::arg("grid"), py::arg("n_jobs") = 0);
+
+  m.def("tsne_fft_gather",
+        [](CArray<double> Y, double lo, double h, int n_boxes, py::array_t<T> pot,
+           CArray<double> out, int n_jobs) {
+          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
+          const int64_t n = Y.shape(0);
+          const int g = 3 * n_boxes;
+          if (n_boxes < 1 || pot.ndim() != 3 || pot.shape(1) != g || pot.shape(2) != g)
+            throw std::invalid_argument("pot must be [nc, 3 n_boxes, 3 n_boxes]");
+          const auto sz = py::ssize_t(sizeof(T));
+          if (pot.strides(2) != sz || pot.strides(1) % sz || pot.strides(0) % sz || pot.strides(1) < g * sz ||
+              pot.strides(0) < g * pot.strides(1))
+            throw std::invalid_argument("pot must have contiguous, non-overlapping rows");
+          const int nc = int(pot.shape(0));
+          double* op = mutable_ptr(out, "out", n, nc);
+          const double* yp = Y.data();
+          const T* pp = pot.data();
+          const int64_t cs = pot.strides(0) / sz, rs = pot.strides(1) / sz;
+          py::gil_scoped_release release;
+          tsne_fft_gather<T>(yp, n, lo, h, n_boxes, pp, nc, cs, rs, op, n_jobs);
+        },
+        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
+        py::arg("out"), py::arg("n_jobs") = 0);
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastrl compiled core (C++17, OpenMP)";
 
@@ -183,7 +229,7 @@ PYBIND11_MODULE(_C, m) {
           double* op = mutable_ptr(out, "out", n, dim);
           const double *pp = P.data(), *yp = Y.data(), *rp = Yref.data();
           py::gil_scoped_release release;
-          return tsne_attractive(ip, xp, pp, yp, rp, n, dim, dof, exaggeration, eval_kl, op, n_jobs);
+          return tsne_attractive(ip, xp, pp, yp, rp, n, Yref.shape(0), dim, dof, exaggeration, eval_kl, op, n_jobs);
         },
         py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
         py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
@@ -212,39 +258,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("Yref"), py::arg("Y"), py::arg("same"), py::arg("theta"), py::arg("dof"),
         py::arg("out"), py::arg("zsum") = py::none(), py::arg("n_jobs") = 0);
 
-  m.def("tsne_fft_spread",
-        [](CArray<double> Y, double lo, double h, int n_boxes, CArray<double> charges,
-           CArray<double> grid, int n_jobs) {
-          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
-          const int64_t n = Y.shape(0);
-          if (charges.ndim() != 2 || charges.shape(0) != n) throw std::invalid_argument("charges must be [n, nc]");
-          const int nc = int(charges.shape(1)), g = 3 * n_boxes;
-          if (grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) != g || !grid.writeable())
-            throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, 3 n_boxes] array");
-          double* gp = grid.mutable_data();
-          const double *yp = Y.data(), *cp = charges.data();
-          py::gil_scoped_release release;
-          tsne_fft_spread(yp, n, lo, h, n_boxes, cp, nc, gp, n_jobs);
-        },
-        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("charges"),
-        py::arg("grid"), py::arg("n_jobs") = 0);
-
-  m.def("tsne_fft_gather",
-        [](CArray<double> Y, double lo, double h, int n_boxes, CArray<double> pot,
-           CArray<double> out, int n_jobs) {
-          if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
-          const int64_t n = Y.shape(0);
-          const int g = 3 * n_boxes;
-          if (pot.ndim() != 3 || pot.shape(1) != g || pot.shape(2) != g)
-            throw std::invalid_argument("pot must be [nc, 3 n_boxes, 3 n_boxes]");
-          const int nc = int(pot.shape(0));
-          double* op = mutable_ptr(out, "out", n, nc);
-          const double *yp = Y.data(), *pp = pot.data();
-          py::gil_scoped_release release;
-          tsne_fft_gather(yp, n, lo, h, n_boxes, pp, nc, op, n_jobs);
-        },
-        py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
-        py::arg("out"), py::arg("n_jobs") = 0);
+  def_fft_grid_ops<double>(m);
+  def_fft_grid_ops<float>(m);
 
   m.def("tsne_step",
         [](CArray<double> Y, CArray<double> update, CArray<double> gains, CArray<double> grad,

@@ -42,9 +42,24 @@ void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k
 // Attractive forces out[i] = exaggeration * A_i, rows of P against the points
 // Yref (Yref == Y for a plain fit). Returns sum_ij p_ij log(p_ij / w_ij) if
 // eval_kl (KL = that + log Z when P sums to 1), else 0.
+// n_ref: rows of Yref. The 2-D case without KL runs a SIMD build when the CPU
+// kernel (csrc/cpu_features.h) is avx2 or avx512.
 double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
-                       const double* Y, const double* Yref, int64_t n, int dim, double dof,
+                       const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
                        double exaggeration, bool eval_kl, double* out, int n_jobs);
+
+#ifdef FASTRL_HAVE_AVX2
+namespace isa_avx2 {
+void attractive2d_rows(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t, int64_t,
+                       double, double, double*);
+}
+#endif
+#ifdef FASTRL_HAVE_AVX512
+namespace isa_avx512 {
+void attractive2d_rows(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t, int64_t,
+                       double, double, double*);
+}
+#endif
 
 // Barnes-Hut repulsion (dim == 2, quadtree over Yref): out[i] = R_i for each
 // query point Y[i]; zsum[i] = sum_j w_ij (may be null). If same, Y is Yref and
@@ -56,12 +71,17 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
 // FFT-interpolation helpers (dim == 2): a uniform grid of g = 3 * n_boxes nodes
 // per axis, node t at lo + (t + 0.5) * h, Lagrange interpolation with the 3
 // nodes of each point's box (box width 3h).
-// Spread: grid [nc, g, g] (zeroed here) += L(y_i) * charges[i, c].
+// Spread: grid [nc, g, g] (zeroed here) += L(y_i) * charges[i, c]; T is the
+// grid's type (float32 feeds the single-precision transforms directly).
+template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, double* grid, int n_jobs);
-// Gather: out[i, c] = sum over the 9 nodes L(y_i) * pot[c, node].
+                     const double* charges, int nc, T* grid, int n_jobs);
+// Gather: out[i, c] = sum over the 9 nodes L(y_i) * pot[c, node], node (r, s)
+// of channel c at pot[c * ch_stride + r * row_stride + s] (a view of a padded
+// inverse transform, read in place).
+template <typename T>
 void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* pot, int nc, double* out, int n_jobs);
+                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, double* out, int n_jobs);
 
 // One gradient-descent step with gains and momentum (openTSNE's rule):
 // gains += 0.2 where sign(grad) != sign(update), else gains = 0.8 gains + min_gain;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu_features.h"
 #include "tsne.h"
 
 namespace fastrl {
@@ -41,13 +42,41 @@ void attractive_rows(const int64_t* indptr, const int32_t* indices, const double
   }
 }
 
+// The SIMD builds of the 2-D, no-KL case (csrc/tsne_attr_impl.h); the KL
+// evaluation (every 50 iterations) and other dimensions take the loop above.
+using Attr2dFn = void (*)(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t,
+                          int64_t, double, double, double*);
+
+Attr2dFn simd_attractive2d(int64_t n_ref) {
+  if (n_ref >= (int64_t(1) << 30)) return nullptr;  // doubled int32 gather indices
+  switch (selected_cpu_kernel()) {
+#ifdef FASTRL_HAVE_AVX512
+    case CpuKernel::kAvx512: return isa_avx512::attractive2d_rows;
+#endif
+#ifdef FASTRL_HAVE_AVX2
+    case CpuKernel::kAvx2: return isa_avx2::attractive2d_rows;
+#endif
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 // A_i = exaggeration * sum_j p_ij u_ij (y_i - y_j), u = 1 / (1 + d^2 / dof);
 // KL part: sum p log(p / w), log w = dof * log u.
 double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
-                       const double* Y, const double* Yref, int64_t n, int dim, double dof,
+                       const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
                        double exaggeration, bool eval_kl, double* out, int n_jobs) {
+  if (dim == 2 && !eval_kl) {
+    if (Attr2dFn fn = simd_attractive2d(n_ref)) {
+      constexpr int64_t kRows = 256;
+      const int64_t chunks = (n + kRows - 1) / kRows;
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 1)
+      for (int64_t c = 0; c < chunks; ++c)
+        fn(indptr, indices, P, Y, Yref, c * kRows, std::min(n, (c + 1) * kRows), 1.0 / dof, exaggeration, out);
+      return 0.0;
+    }
+  }
   // Per-row KL terms summed serially afterwards: results do not depend on
   // the thread schedule (bitwise reproducible runs).
   std::vector<double> row_kl(eval_kl ? n : 0);
@@ -89,14 +118,29 @@ inline int locate(double x, double lo, double box, int n_boxes, double* L) {
 
 }  // namespace
 
+// Spreading without per-thread grids: a point in box row b writes only node rows
+// 3b..3b+2, so each thread owns a band of box rows (bands hold ~equal numbers
+// of points), zeroes its band and spreads the points that fall in it; every
+// thread reads all box rows, which is cheap next to the scatter. Thread count:
+// a point costs ~64 operations per charge (locate, weights, 9 updates).
+template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, double* grid, int n_jobs) {
+                     const double* charges, int nc, T* grid, int n_jobs) {
   const int g = 3 * n_boxes;
   const int64_t gg = int64_t(g) * g;
   const double box = 3.0 * h;
-  const int threads = tsne_threads(n_jobs, n * 9 * int64_t(nc));
-  // Per-thread grids avoid write races; reduced into grid at the end.
-  std::vector<std::vector<double>> local(threads);
+  const int threads = std::max(1, std::min(tsne_threads(n_jobs, n * 64 * int64_t(nc)), n_boxes));
+  std::vector<int32_t> brow(n);
+  std::vector<int64_t> count(n_boxes + 1, 0);
+  double L[3];
+  for (int64_t i = 0; i < n; ++i) ++count[1 + (brow[i] = locate(Y[2 * i + 1], lo, box, n_boxes, L))];
+  for (int b = 0; b < n_boxes; ++b) count[b + 1] += count[b];  // points in box rows < b
+  std::vector<int> band(threads + 1, n_boxes);
+  band[0] = 0;
+  for (int t = 1, b = 0; t < threads; ++t) {
+    while (b < n_boxes && count[b] * threads < n * t) ++b;
+    band[t] = std::max(b, band[t - 1]);
+  }
 #pragma omp parallel num_threads(threads)
   {
 #ifdef FASTRL_OPENMP
@@ -104,48 +148,49 @@ void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxe
 #else
     const int tid = 0;
 #endif
-    std::vector<double>& G = local[tid];
-    G.assign(size_t(nc) * gg, 0.0);
-#pragma omp for schedule(static)
+    const int b0 = band[tid], b1 = band[tid + 1];
+    for (int c = 0; c < nc; ++c)
+      std::fill(grid + c * gg + int64_t(3 * b0) * g, grid + c * gg + int64_t(3 * b1) * g, T(0));
     for (int64_t i = 0; i < n; ++i) {
+      if (brow[i] < b0 || brow[i] >= b1) continue;
       double Lx[3], Ly[3];
       const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
       const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
-      for (int a = 0; a < 3; ++a)
-        for (int b = 0; b < 3; ++b) {
+      for (int b = 0; b < 3; ++b)
+        for (int a = 0; a < 3; ++a) {
           const double w = Lx[a] * Ly[b];
           const int64_t node = int64_t(3 * by + b) * g + (3 * bx + a);
-          for (int c = 0; c < nc; ++c) G[c * gg + node] += w * charges[i * nc + c];
+          for (int c = 0; c < nc; ++c) grid[c * gg + node] += T(w * charges[i * nc + c]);
         }
-    }
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < int64_t(nc) * gg; ++t) {
-      double s = 0.0;
-      for (int r = 0; r < threads; ++r) s += local[r].empty() ? 0.0 : local[r][t];
-      grid[t] = s;
     }
   }
 }
 
+template <typename T>
 void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* pot, int nc, double* out, int n_jobs) {
-  const int g = 3 * n_boxes;
-  const int64_t gg = int64_t(g) * g;
+                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, double* out, int n_jobs) {
   const double box = 3.0 * h;
-#pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 9 * int64_t(nc))) schedule(static)
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 64 * int64_t(nc))) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     double Lx[3], Ly[3];
     const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
     const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
     for (int c = 0; c < nc; ++c) {
+      const T* p = pot + c * ch_stride + int64_t(3 * by) * row_stride + 3 * bx;
       double s = 0.0;
-      for (int a = 0; a < 3; ++a)
-        for (int b = 0; b < 3; ++b)
-          s += Lx[a] * Ly[b] * pot[c * gg + int64_t(3 * by + b) * g + (3 * bx + a)];
+      for (int b = 0; b < 3; ++b, p += row_stride)
+        s += Ly[b] * (Lx[0] * double(p[0]) + Lx[1] * double(p[1]) + Lx[2] * double(p[2]));
       out[i * nc + c] = s;
     }
   }
 }
+
+template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int, float*, int);
+template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int, double*, int);
+template void tsne_fft_gather<float>(const double*, int64_t, double, double, int, const float*, int, int64_t, int64_t,
+                                     double*, int);
+template void tsne_fft_gather<double>(const double*, int64_t, double, double, int, const double*, int, int64_t,
+                                      int64_t, double*, int);
 
 void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
                int dim, double lr, double momentum, double min_gain, double max_step_norm,

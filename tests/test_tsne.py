@@ -106,6 +106,43 @@ def test_attractive_and_repulsive_parts(problem):
     assert abs(Z2 - Z) < 1e-3 * Z and _rel(R2, R) < 5e-3
 
 
+KERNELS = list(__import__("fastrl.neighbors.knn", fromlist=["_core"])._core().cpu_kernels_supported())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_attractive_forces_every_cpu_kernel(monkeypatch, kernel):
+    """The SIMD builds of the 2-D attractive forces (AVX2: 4 edges a step,
+    AVX-512: 8, then a scalar tail) against the float64 formula, on rows of
+    every length 0..40 and a Y_ref of another size; the KL evaluation takes the
+    scalar loop and must agree with the forces it returns."""
+    monkeypatch.setenv("FASTRL_CPU_KERNEL", kernel)
+    rng = np.random.default_rng(11)
+    n, n_ref = 41, 53
+    lengths = rng.permutation(np.arange(n))  # 0..40 edges per row
+    rows = np.repeat(np.arange(n), lengths)
+    cols = rng.integers(0, n_ref, rows.size)
+    P = sp.csr_matrix((rng.random(rows.size), (rows, cols)), shape=(n, n_ref))
+    Y, Yr = rng.normal(size=(n, 2)) * 3, rng.normal(size=(n_ref, 2)) * 3
+    Pd = P.toarray()
+    U = 1.0 / (1.0 + ((Y[:, None] - Yr[None]) ** 2).sum(-1) / 0.7)
+    ref = 1.5 * ((Pd * U).sum(1)[:, None] * Y - (Pd * U) @ Yr)
+    got = attractive_forces(P, Y, Y_ref=Yr, dof=0.7, exaggeration=1.5)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    got_kl, _ = attractive_forces(P, Y, Y_ref=Yr, dof=0.7, exaggeration=1.5, eval_kl=True)
+    np.testing.assert_allclose(got_kl, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fft_spreading_bands_match_one_thread():
+    """Two threads spread into disjoint bands of box rows of the shared grid: the
+    same additions in the same order as one thread, so the same bits."""
+    rng = np.random.default_rng(12)
+    Y = np.concatenate([rng.normal(size=(6000, 2)) * 4 + c for c in rng.uniform(-30, 30, (5, 2))])
+    R1, Z1 = fft_repulsion(Y, n_jobs=1)
+    R2, Z2 = fft_repulsion(Y, n_jobs=2)
+    np.testing.assert_array_equal(R1, R2)
+    assert Z1 == Z2
+
+
 def test_sne_and_symmetric_sne_gradients_by_finite_differences():
     X, _ = _blobs(23, 4, seed=6)
     Y = np.random.default_rng(7).normal(size=(23, 2))

@@ -225,10 +225,10 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     charges = np.empty((n, 3))
     charges[:, 0] = 1.0
     charges[:, 1:] = Y - c
-    grid = np.empty((3, g, g))
+    grid = np.empty((3, g, g), dtype=dtype)
     core = _core()
     core.tsne_fft_spread(Y, lo, h, n_boxes, charges, grid, jobs)
-    spec = scipy.fft.rfft(grid.astype(dtype), n=m, axis=-1, workers=workers)
+    spec = scipy.fft.rfft(grid, n=m, axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
     # Z by Parseval over the half spectrum (interior columns count twice).
     wcol = np.full(spec.shape[-1], 2.0)
@@ -239,9 +239,9 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     zsum = float(power.sum(0, dtype=np.float64) @ wcol.astype(np.float64)) / (m * m)
     spec *= fk[0]
     back = scipy.fft.ifft(spec, axis=-2, workers=workers, overwrite_x=True)[:, :g]
-    pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]
+    pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]  # a view, read in place
     phi = np.empty((n, 3))
-    core.tsne_fft_gather(Y, lo, h, n_boxes, np.ascontiguousarray(pot, dtype=np.float64), phi, jobs)
+    core.tsne_fft_gather(Y, lo, h, n_boxes, pot, phi, jobs)
     R = (Y - c) * phi[:, :1] - phi[:, 1:3]
     Z = max(zsum - n, 1e-300)  # drop the self terms w_ii = 1 (Z -> 0 only when every pair is ~infinitely far)
     return R, Z
