@@ -16,6 +16,7 @@
 #include "cpu_features.h"
 #include "knn.h"
 #include "knn_tile.h"
+#include "simd_dist.h"
 
 namespace fastrl {
 
@@ -36,6 +37,7 @@ const char* knn_kernel_name() { return best_scan_kernel().name; }
 void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
                   Metric metric, int64_t* out_idx, float* out_dist, int n_jobs) {
   const int nt = resolve_threads(n_jobs);
+  const DistFns df = dist_fns();
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < m; ++i) {
     const float* q = Q + i * d;
@@ -44,14 +46,8 @@ void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
       const int64_t idx = h.i[j];
       if (idx < 0) { h.d[j] = INFINITY; continue; }
       const float* x = X + idx * d;
-      double acc = 0.0;
-      if (metric == Metric::kCosine) {
-        for (int64_t t = 0; t < d; ++t) acc += double(q[t]) * double(x[t]);
-        acc = std::max(0.0, 1.0 - acc);
-      } else {
-        for (int64_t t = 0; t < d; ++t) { double diff = double(q[t]) - double(x[t]); acc += diff * diff; }
-        acc = std::sqrt(acc);
-      }
+      const double acc = metric == Metric::kCosine ? std::max(0.0, 1.0 - df.dot64(q, x, d))
+                                                   : std::sqrt(df.sqdist64(q, x, d));
       h.d[j] = float(acc);
     }
     h.sort_ascending();
@@ -63,17 +59,14 @@ namespace {
 constexpr int kTieSlack = 4;         // extra scan candidates per row
 constexpr double kEps32 = 6.0e-8;    // float32 unit roundoff (with margin)
 
-// Exact distance in the refinement metric: squared Euclidean, or 1 - <q, x>.
-inline double exact_dist(const float* q, const float* x, int64_t d, Metric metric) {
-  double acc = 0.0;
-  if (metric == Metric::kCosine) {
-    for (int64_t t = 0; t < d; ++t) acc += double(q[t]) * double(x[t]);
-    return 1.0 - acc;
-  }
-  for (int64_t t = 0; t < d; ++t) { const double z = double(q[t]) - double(x[t]); acc += z * z; }
-  return acc;
+// Exact distance in the refinement metric: squared Euclidean, or 1 - <q, x>
+// (float64 products and sums, vectorised for the CPU kernel in use).
+inline double exact_dist(const DistFns& df, const float* q, const float* x, int64_t d, Metric metric) {
+  return metric == Metric::kCosine ? 1.0 - df.dot64(q, x, d) : df.sqdist64(q, x, d);
 }
 
+// Inlined (not a per-ISA call): the rescans call it once per point, and at
+// small d a call would cost more than the distance.
 inline float approx_dist(const float* q, const float* x, int64_t d, Metric metric) {
   float acc = 0.f;
   if (metric == Metric::kCosine) {
@@ -89,8 +82,8 @@ inline float approx_dist(const float* q, const float* x, int64_t d, Metric metri
 using Cand = std::pair<double, int64_t>;  // (exact distance, index): sorts ties by index
 
 // All points whose exact distance to q is <= bound (with fp32 screening).
-void rescan_row(const float* Xr, int64_t n, const float* q, int64_t d, Metric metric, int64_t self,
-                double bound, std::vector<Cand>& out) {
+void rescan_row(const DistFns& df, const float* Xr, int64_t n, const float* q, int64_t d, Metric metric,
+                int64_t self, double bound, std::vector<Cand>& out) {
   out.clear();
   const double scale = metric == Metric::kCosine ? 2.0 : 1.0;
   for (int64_t j = 0; j < n; ++j) {
@@ -99,7 +92,7 @@ void rescan_row(const float* Xr, int64_t n, const float* q, int64_t d, Metric me
     const float f = approx_dist(q, x, d, metric);
     const double slack = 4.0 * kEps32 * double(d + 4) * (metric == Metric::kCosine ? scale : std::max(double(f), bound));
     if (double(f) <= bound + slack) {
-      const double e = exact_dist(q, x, d, metric);
+      const double e = exact_dist(df, q, x, d, metric);
       if (e <= bound) out.push_back({e, j});
     }
   }
@@ -119,6 +112,7 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   std::vector<int64_t> cidx(size_t(m) * kk);
   std::vector<float> cscore(size_t(m) * kk);
   const ScanKernel kern = best_scan_kernel();
+  const DistFns df = dist_fns();
   const int64_t n_panels = (n + kPanel - 1) / kPanel;
   AlignedFloats pdata = aligned_floats(size_t(n_panels) * d * kPanel);
   AlignedFloats pnorm = aligned_floats(size_t(n_panels) * kPanel);
@@ -183,7 +177,7 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       const int64_t* ci = cidx.data() + i * kk;
       const double top = cscore[size_t(i) * kk];  // heap root: the largest kept score
       for (int j = 0; j < kk; ++j)
-        c[j] = ci[j] < 0 ? Cand{INFINITY, ci[j]} : Cand{exact_dist(q, Xr + ci[j] * d, d, metric), ci[j]};
+        c[j] = ci[j] < 0 ? Cand{INFINITY, ci[j]} : Cand{exact_dist(df, q, Xr + ci[j] * d, d, metric), ci[j]};
       std::sort(c.begin(), c.end());
       const Cand* best = c.data();
       if (kk < avail) {
@@ -191,11 +185,18 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
         double q2 = 0.0;
         for (int64_t t = 0; t < d; ++t) q2 += double(qs[t]) * double(qs[t]);
         // score = |x|^2 - 2<q,x> (Euclidean: d^2 = score + |q|^2; cosine:
-        // 1 - cos = (score + 2) / 2), each off by at most `err`.
-        const double err = 4.0 * kEps32 * double(d + 4) * (q2 + double(max_norm2) + 1.0);
+        // 1 - cos = (score + 2) / 2), each off by at most `err`, relative to
+        // |q|^2 + |x|^2. Only an x with |x| <= |q| + (k-th distance) could
+        // displace a neighbour, so that bounds |x| (cosine rows: |x| = 1).
+        double x2 = 1.0;
+        if (metric != Metric::kCosine) {
+          const double reach = std::sqrt(q2) + std::sqrt(std::max(c[k - 1].first, 0.0)) * (1.0 + 1e-6);
+          x2 = std::min(double(max_norm2), reach * reach);
+        }
+        const double err = 4.0 * kEps32 * double(d + 4) * (q2 + x2);
         const double floor_out = metric == Metric::kCosine ? 0.5 * (top + 2.0) - err : top + q2 - err;
         if (!(c[k - 1].first < floor_out)) {
-          rescan_row(Xr, n, q, d, metric, exclude_self ? i : -1, c[k - 1].first, wide);
+          rescan_row(df, Xr, n, q, d, metric, exclude_self ? i : -1, c[k - 1].first, wide);
           best = wide.data();
         }
       }

@@ -23,6 +23,7 @@
 #include "common.h"
 #include "cpu_features.h"
 #include "knn.h"
+#include "simd_dist.h"
 
 namespace fastrl {
 namespace {
@@ -30,15 +31,6 @@ namespace {
 // Graph ids are 32-bit: half the memory traffic of the random heap and
 // candidate-list accesses that dominate NN-descent (n < 2^31 is checked).
 using node_t = int32_t;
-
-// Squared Euclidean distance; cloned per ISA and picked at load time.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float sqdist(const float* a, const float* b, int64_t d) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t t = 0; t < d; ++t) { float z = a[t] - b[t]; s += z * z; }
-  return s;
-}
 
 // Squared distances among the points ids[0:m]: out[a * mpad + b] for a < rows
 // and b > a (entries with b <= a are unspecified). Register-blocked Gram
@@ -115,13 +107,6 @@ GramFn select_gram() {
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float dot(const float* a, const float* b, int64_t d) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t t = 0; t < d; ++t) s += a[t] * b[t];
-  return s;
-}
 
 inline uint64_t splitmix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -167,7 +152,7 @@ struct Graph {
 };
 
 // One random-projection tree: returns leaves as (offsets, members).
-void rp_tree(const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
+void rp_tree(const DistFns& df, const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
              std::vector<int64_t>& offsets, std::vector<node_t>& members) {
   members.resize(n);
   std::iota(members.begin(), members.end(), node_t(0));
@@ -189,12 +174,12 @@ void rp_tree(const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
       normal[t] = X[a * d + t] - X[b * d + t];
       mid_pt[t] = 0.5f * (X[a * d + t] + X[b * d + t]);
     }
-    const float offset = dot(normal.data(), mid_pt.data(), d);
+    const float offset = df.dot(normal.data(), mid_pt.data(), d);
     // partition in place: side = <x, normal> > offset (random side on ties)
     int64_t left = lo, right = hi - 1;
     while (left <= right) {
       const int64_t p = members[left];
-      const float s = dot(X + p * d, normal.data(), d) - offset;
+      const float s = df.dot(X + p * d, normal.data(), d) - offset;
       const bool go_left = s < 0.f || (s == 0.f && (rng() & 1));
       if (go_left) ++left; else std::swap(members[left], members[right--]);
     }
@@ -245,10 +230,11 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
                    int n_jobs) {
   const int nt = resolve_threads(n_jobs);
   const GramFn gram_sqdist = select_gram();
+  const DistFns df = dist_fns();
   Graph g(n, k);
   std::vector<float> gnorm(n);
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t v = 0; v < n; ++v) gnorm[v] = dot(X + v * d, X + v * d, d);
+  for (int64_t v = 0; v < n; ++v) gnorm[v] = df.dot(X + v * d, X + v * d, d);
   const bool verbose = std::getenv("FASTRL_NND_VERBOSE") != nullptr;
   auto T0 = std::chrono::steady_clock::now();
   auto el = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count(); };
@@ -257,7 +243,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
   std::vector<std::vector<int64_t>> offs(n_trees);
   std::vector<std::vector<node_t>> mems(n_trees);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int t = 0; t < n_trees; ++t) rp_tree(X, n, d, leaf_size, splitmix(seed + 0x1234567ull * (t + 1)), offs[t], mems[t]);
+  for (int t = 0; t < n_trees; ++t) rp_tree(df, X, n, d, leaf_size, splitmix(seed + 0x1234567ull * (t + 1)), offs[t], mems[t]);
 
   // Leaf-mates -> heaps. Within one tree every point lies in exactly one
   // leaf, so the leaves of a tree are processed in parallel without locks and
@@ -292,7 +278,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
     for (int tries = 0; g.d[size_t(v) * k] == INFINITY && tries < 4 * k; ++tries) {
       h = splitmix(h);
       const int64_t u = int64_t(h % uint64_t(n));
-      if (u != v) g.push(v, sqdist(xv, X + u * d, d), node_t(u));
+      if (u != v) g.push(v, df.sqdist(xv, X + u * d, d), node_t(u));
     }
   }
   offs.clear(); mems.clear();

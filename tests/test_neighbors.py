@@ -214,14 +214,16 @@ def test_cpu_kernel_switch(monkeypatch):
         backend_info()
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** -20])
 @pytest.mark.parametrize("offset", [0.0, 1000.0])
 @pytest.mark.parametrize("n,d,k", [(300, 4, 7), (257, 30, 20)])
-def test_ties_at_k_boundary_go_by_index(offset, n, d, k, cpu_kernel):
+def test_ties_at_k_boundary_go_by_index(offset, n, d, k, scale, cpu_kernel):
     """Integer data has many exactly tied distances: the exact path returns the
     float64 oracle's (distance, index) order exactly, boundary included, even
-    far from the origin where the centred float32 scores round differently."""
+    far from the origin where the centred float32 scores round differently,
+    and at a tiny scale (the rounding bound is relative to the data's norms)."""
     rng = np.random.default_rng(n + d)
-    X = (rng.integers(0, 3, (n, d)) + offset).astype(np.float32)
+    X = ((rng.integers(0, 3, (n, d)) + offset) * scale).astype(np.float32)
     idx, dist = knn_graph(X, k, method="exact")
     ref_idx, ref_dist = knn_reference(X, X, k, exclude_self=True)
     np.testing.assert_array_equal(idx, ref_idx)
