@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds per case (min and median)")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the two acceptance cases only (PCA-50 k=90, raw k=15)")
+    ap.add_argument("--settle", type=float, default=0.25,
+                    help="seconds of sleep before each timed call (thread pools stop spinning)")
     ap.add_argument("--sklearn", action="store_true", help="also scikit-learn brute force (slowest peer)")
     args = ap.parse_args()
     nj = args.n_jobs
@@ -104,7 +106,8 @@ def main():
             from sklearn.neighbors import NearestNeighbors
             fns["sklearn brute"] = lambda A=A, k=k: NearestNeighbors(n_neighbors=k, algorithm="brute",
                                                                      n_jobs=nj).fit(A).kneighbors()[1]
-        res = interleaved(fns, repeat=args.repeat, on_result=lambda name, idx: recall(idx, ref, k))
+        res = interleaved(fns, repeat=args.repeat, on_result=lambda name, idx: recall(idx, ref, k),
+                          settle_s=args.settle)
         for lib, r in res.items():
             approx = lib in ("fastrl approx", "pynndescent")
             base = res["pynndescent" if approx else "faiss IndexFlatL2"]
@@ -115,6 +118,7 @@ def main():
             print(f"  {lib:24s} min {r['min_s']:8.3f} s  median {r['median_s']:8.3f} s  "
                   f"recall@{k} {rows[-1]['recall']:.4f}  x{rows[-1]['ratio_min']:.2f} {rows[-1]['vs']}", flush=True)
         write_results("knn", {"n_raw": args.n_raw, "n_pca": args.n_pca, "n_jobs": nj, "repeat": args.repeat,
+                              "settle_s": args.settle,
                               "rows": rows})
 
     print_table(rows, ["case", "library", "min_s", "median_s", "recall", "ratio_min", "ratio_median", "vs"],
