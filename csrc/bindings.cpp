@@ -141,6 +141,44 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0, py::arg("X_exact") = py::none(),
         py::arg("Q_exact") = py::none());
 
+  m.def("knn_column_stats",
+        [](CArray<float> A, const std::string& metric, py::array_t<double, py::array::c_style> col_sum,
+           py::array_t<uint8_t, py::array::c_style> varies, int n_jobs) {
+          check_matrix(A, "A");
+          const int64_t n = A.shape(0), d = A.shape(1);
+          if (col_sum.ndim() != 1 || col_sum.shape(0) != d || varies.ndim() != 1 || varies.shape(0) != d)
+            throw std::invalid_argument("col_sum and varies must have shape (d,)");
+          const Metric mt = to_metric(metric);
+          const float* ap = A.data();
+          double* cs = col_sum.mutable_data();
+          uint8_t* vr = varies.mutable_data();
+          py::gil_scoped_release release;
+          knn_column_stats(ap, n, d, mt, cs, vr, n_jobs);
+        },
+        py::arg("A"), py::arg("metric"), py::arg("col_sum"), py::arg("varies"), py::arg("n_jobs") = 0);
+  m.def("knn_compact_rows",
+        [](CArray<float> A, const std::string& metric, std::optional<CArray<float>> center,
+           py::array_t<int64_t, py::array::c_style> keep, CArray<float> out, int n_jobs) {
+          check_matrix(A, "A");
+          const int64_t n = A.shape(0), d = A.shape(1), dk = keep.ndim() == 1 ? keep.shape(0) : -1;
+          if (dk < 1) throw std::invalid_argument("keep must be a non-empty 1-D array");
+          if (center && (center->ndim() != 1 || center->shape(0) != d))
+            throw std::invalid_argument("center must have shape (d,)");
+          const int64_t* kp = keep.data();
+          for (int64_t j = 0; j < dk; ++j)
+            if (kp[j] < 0 || kp[j] >= d) throw std::invalid_argument("keep holds a column out of range");
+          const int64_t dout = out.ndim() == 2 ? out.shape(1) : 0;
+          if (dout < dk) throw std::invalid_argument("out needs at least len(keep) columns");
+          float* op = mutable_ptr(out, "out", n, dout);
+          const Metric mt = to_metric(metric);
+          const float* ap = A.data();
+          const float* cp = center ? center->data() : nullptr;
+          py::gil_scoped_release release;
+          knn_compact_rows(ap, n, d, mt, cp, kp, dk, op, dout, n_jobs);
+        },
+        py::arg("A"), py::arg("metric"), py::arg("center"), py::arg("keep"), py::arg("out"),
+        py::arg("n_jobs") = 0);
+
   m.def("knn_nndescent",
         [](CArray<float> X, int k, const std::string& metric, int n_trees, int leaf_size,
            int max_candidates, int n_iters, float delta, uint64_t seed,

@@ -35,4 +35,16 @@ const char* knn_kernel_name();
 void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
                   Metric metric, int64_t* out_idx, float* out_dist, int n_jobs);
 
+// One parallel pass over A [n, d]: col_sum[c] (float64 sums) and varies[c]
+// (0 where the column is constant: equal to row 0's value for Euclidean, all
+// zero for cosine, whose rows are normalised).
+void knn_column_stats(const float* A, int64_t n, int64_t d, Metric metric, double* col_sum,
+                      uint8_t* varies, int n_jobs);
+
+// out [n, dout] (dout >= dk): the columns keep[0:dk] of A's rows, prepared for
+// the search: minus center (Euclidean, center may be nullptr) or divided by
+// the row's norm over all d columns (cosine); columns dk..dout-1 are zero.
+void knn_compact_rows(const float* A, int64_t n, int64_t d, Metric metric, const float* center,
+                      const int64_t* keep, int64_t dk, float* out, int64_t dout, int n_jobs);
+
 }  // namespace fastrl

@@ -258,3 +258,88 @@ def test_complex_input_rejected():
         knn_graph(X, 3)
     with pytest.raises(TypeError, match="X must be real"):
         knn_graph(torch.from_numpy(X), 3)
+
+
+def _with_constant_columns(rng, n, d, n_const):
+    """Random data with ``n_const`` constant columns (zeros and other values) among d."""
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    cols = rng.choice(d, n_const, replace=False)
+    X[:, cols] = rng.choice([0.0, 3.5, -2.0], n_const).astype(np.float32)
+    return X, cols
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("pad", [False, True])
+def test_prepare_compact_drops_only_constant_columns(rng, metric, pad):
+    from fastrl.neighbors.knn import _prepare, _prepare_compact
+    X, cols = _with_constant_columns(rng, 203, 37, 9)
+    P, keep = _prepare_compact(X, metric, 2, pad=pad)
+    if metric == "euclidean":
+        expect = np.setdiff1d(np.arange(37), cols)  # every constant column goes
+        full = _prepare(X, "X", metric, X.mean(0, dtype=np.float64).astype(np.float32))
+    else:
+        expect = np.setdiff1d(np.arange(37), cols[X[0, cols] == 0])  # only zero columns stay constant
+        full = _prepare(X, "X", metric)
+    np.testing.assert_array_equal(keep, expect)
+    assert P.flags.c_contiguous and P.dtype == np.float32
+    assert P.shape[1] == (-(-len(expect) // 16) * 16 if pad else len(expect))
+    if pad:
+        assert P.ctypes.data % 64 == 0
+        assert np.all(P[:, len(expect):] == 0)
+    np.testing.assert_allclose(P[:, : len(expect)], full[:, expect], rtol=1e-6, atol=1e-6)
+    # pairwise distances are those of the full prepared rows
+    D_full = ((full[:40, None, :].astype(np.float64) - full[None, :40, :]) ** 2).sum(-1)
+    D_comp = ((P[:40, None, :].astype(np.float64) - P[None, :40, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(D_comp, D_full, rtol=1e-5, atol=1e-9)
+
+
+def test_prepare_compact_all_rows_equal():
+    from fastrl.neighbors.knn import _prepare_compact
+    X = np.full((12, 5), 2.5, dtype=np.float32)
+    P, keep = _prepare_compact(X, "euclidean", 1)
+    assert P.shape == (12, 1) and np.all(P == 0)
+    idx, dist = knn_graph(X, 3, method="exact")
+    assert np.all(dist == 0)
+    idx, dist = knn_graph(X, 3, method="approx", random_state=0)
+    assert np.all(dist == 0) and not np.any(idx == np.arange(12)[:, None])
+
+
+@pytest.mark.parametrize("method", ["exact", "approx"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_constant_columns_leave_graph_unchanged(rng, method, metric):
+    """Dropped constant columns change neither the neighbours nor the distances
+    (exact: against the float64 reference on the full data)."""
+    X, _ = _with_constant_columns(rng, 700, 41, 11)
+    idx, dist = knn_graph(X, 10, method=method, metric=metric, random_state=0)
+    ref_idx, ref_dist = knn_reference(X, X, 10, metric=metric, exclude_self=True)
+    if method == "exact":
+        _assert_matches(idx, dist, ref_idx, ref_dist)
+    else:
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ref_idx)])
+        assert recall >= 0.95  # unclustered 30-d Gaussian data: 0.958-0.975, as before the columns were dropped
+    if metric == "euclidean":
+        d_true = np.linalg.norm(X[idx].astype(np.float64) - X[:, None, :], axis=-1)
+    else:
+        U = X / np.linalg.norm(X, axis=1, keepdims=True).astype(np.float64)
+        d_true = 1.0 - np.einsum("rkd,rd->rk", U[idx], U)
+    np.testing.assert_allclose(dist, d_true, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_approx_distances_exact_for_near_duplicates_and_zero_rows(rng, metric, cpu_kernel):
+    """NN-descent reports its Gram-expansion distances only where they are
+    accurate: near-duplicates (far from the centre) and zero rows (cosine) are
+    recomputed."""
+    base = (rng.standard_normal((150, 24)) + 50.0).astype(np.float32)
+    X = np.concatenate([base, base + rng.standard_normal(base.shape).astype(np.float32) * 1e-3,
+                        np.zeros((3, 24), np.float32)])
+    idx, dist = knn_graph(X, 6, method="approx", metric=metric, random_state=1)
+    if metric == "euclidean":
+        d_true = np.linalg.norm(X[idx].astype(np.float64) - X[:, None, :], axis=-1)
+        np.testing.assert_allclose(dist, d_true, rtol=2e-5, atol=1e-7)
+    else:
+        nrm = np.linalg.norm(X, axis=1, keepdims=True).astype(np.float64)
+        U = X / np.where(nrm > 0, nrm, 1.0)
+        d_true = np.maximum(0.0, 1.0 - np.einsum("rkd,rd->rk", U[idx], U))
+        np.testing.assert_allclose(dist, d_true, rtol=2e-5, atol=1e-6)
+    assert np.all(np.diff(dist, axis=1) >= 0)

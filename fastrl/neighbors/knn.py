@@ -53,6 +53,32 @@ def _prepare(A, name: str, metric: str, center=None):
     return np.ascontiguousarray(A, dtype=np.float32)
 
 
+def _prepare_compact(A0: np.ndarray, metric: str, jobs: int, pad: bool = False):
+    """The rows to search, prepared like :func:`_prepare` (centred or unit) in
+    one parallel pass, without the columns that are constant (they add exactly
+    zero to every difference). Returns ``(P, keep)``: P has shape
+    ``(N, len(keep))``; ``keep`` is None when every column is kept. ``pad``:
+    rows of a multiple of 16 floats (zeros appended) on 64-byte boundaries, so
+    that vector loads never straddle a cache line."""
+    n, d = A0.shape
+    col_sum = np.empty(d, dtype=np.float64)
+    varies = np.empty(d, dtype=np.uint8)
+    _core().knn_column_stats(A0, metric, col_sum, varies, jobs)
+    keep = np.flatnonzero(varies)
+    if keep.size == d:
+        keep_arg, keep = np.arange(d, dtype=np.int64), None
+    else:
+        keep_arg = keep if keep.size else np.zeros(1, dtype=np.int64)  # all rows equal: one column of zeros
+        keep = keep_arg
+    center = (col_sum / n).astype(np.float32) if metric == "euclidean" else None
+    dout = -(-keep_arg.size // 16) * 16 if pad else keep_arg.size
+    buf = np.empty(n * dout + 16, dtype=np.float32)
+    off = (-buf.ctypes.data % 64) // 4
+    P = buf[off: off + n * dout].reshape(n, dout)
+    _core().knn_compact_rows(A0, metric, center, keep_arg, P, jobs)
+    return P, keep
+
+
 def _choose_method(method: str, n: int, d: int, k: int) -> str:
     if method != "auto":
         return method
@@ -156,18 +182,21 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
     if k >= n:
         raise ValueError(f"k must be < N (the number of points, {n}), got k={k}")
     jobs = _n_jobs(n_jobs)
-    center = A0.mean(0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
-    A = _prepare(A0, "X", metric, center)
+    chosen = _choose_method(method, n, d, k)
+    A, keep = _prepare_compact(A0, metric, jobs, pad=chosen == "approx")
     idx = np.empty((n, k), dtype=np.int64)
     dist = np.empty((n, k), dtype=np.float32)
-    chosen = _choose_method(method, n, d, k)
     if chosen == "exact":
         # scan the centred copy; exact distances and ties on the data as given
-        ref = A0 if metric == "euclidean" else None
+        # (its varying columns: the others add exact zeros)
+        ref = None
+        if metric == "euclidean":
+            ref = A0 if keep is None else np.ascontiguousarray(A0[:, keep])
         _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref)
     else:
         from fastrl.neighbors.nndescent import nndescent
-        nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters)
+        nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters,
+                  d_full=d)
     return idx, dist
 
 
