@@ -17,13 +17,12 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
-#include <numeric>
-#include <random>
 #include <vector>
 
 #include "common.h"
 #include "cpu_features.h"
 #include "knn.h"
+#include "rp_forest.h"
 #include "simd_dist.h"
 
 namespace fastrl {
@@ -152,52 +151,6 @@ struct Graph {
   }
 };
 
-// One random-projection tree: returns leaves as (offsets, members).
-void rp_tree(const DistFns& df, const float* X, int64_t n, int64_t d, int leaf_size, uint64_t seed,
-             std::vector<int64_t>& offsets, std::vector<node_t>& members) {
-  members.resize(n);
-  std::iota(members.begin(), members.end(), node_t(0));
-  offsets.assign(1, 0);
-  std::mt19937_64 rng(seed);
-  std::vector<float> normal(d), mid_pt(d);
-  std::vector<std::pair<int64_t, int64_t>> stack{{0, n}};
-  std::vector<node_t> tmp;
-  std::vector<std::pair<int64_t, int64_t>> leaves;
-  while (!stack.empty()) {
-    auto [lo, hi] = stack.back();
-    stack.pop_back();
-    const int64_t size = hi - lo;
-    if (size <= leaf_size) { leaves.push_back({lo, hi}); continue; }
-    const int64_t a = members[lo + int64_t(rng() % size)];
-    int64_t b = members[lo + int64_t(rng() % size)];
-    for (int tries = 0; b == a && tries < 8; ++tries) b = members[lo + int64_t(rng() % size)];
-    for (int64_t t = 0; t < d; ++t) {
-      normal[t] = X[a * d + t] - X[b * d + t];
-      mid_pt[t] = 0.5f * (X[a * d + t] + X[b * d + t]);
-    }
-    const float offset = df.dot(normal.data(), mid_pt.data(), d);
-    // partition in place: side = <x, normal> > offset (random side on ties)
-    int64_t left = lo, right = hi - 1;
-    while (left <= right) {
-      const int64_t p = members[left];
-      const float s = df.dot(X + p * d, normal.data(), d) - offset;
-      const bool go_left = s < 0.f || (s == 0.f && (rng() & 1));
-      if (go_left) ++left; else std::swap(members[left], members[right--]);
-    }
-    int64_t mid = left;
-    if (mid == lo || mid == hi) {  // degenerate (duplicates): split at random
-      std::shuffle(members.begin() + lo, members.begin() + hi, rng);
-      mid = lo + size / 2;
-    }
-    stack.push_back({lo, mid});
-    stack.push_back({mid, hi});
-  }
-  for (auto& lf : leaves) offsets.push_back(offsets.back() + (lf.second - lf.first));
-  tmp.reserve(n);
-  for (auto& lf : leaves) tmp.insert(tmp.end(), members.begin() + lf.first, members.begin() + lf.second);
-  members.swap(tmp);
-}
-
 // Bounded candidate list keeping the max_c entries of smallest priority. A
 // full row caches its largest priority, so most offers to it cost one compare.
 struct CandLists {
@@ -240,11 +193,10 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
   auto T0 = std::chrono::steady_clock::now();
   auto el = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count(); };
 
-  // 1. Random-projection forest, trees built in parallel.
-  std::vector<std::vector<int64_t>> offs(n_trees);
-  std::vector<std::vector<node_t>> mems(n_trees);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int t = 0; t < n_trees; ++t) rp_tree(df, X, n, d, leaf_size, splitmix(seed + 0x1234567ull * (t + 1)), offs[t], mems[t]);
+  // 1. Random-projection forest.
+  std::vector<std::vector<int64_t>> offs;
+  std::vector<std::vector<node_t>> mems;
+  rp_forest(df, X, n, d, n_trees, leaf_size, seed, nt, offs, mems);
   if (verbose) std::fprintf(stderr, "trees %.3f\n", el());
 
   // The join visits the points in the leaf order of the first tree: the
