@@ -282,7 +282,7 @@ def test_prepare_compact_drops_only_constant_columns(rng, metric, pad):
         full = _prepare(X, "X", metric)
     np.testing.assert_array_equal(keep, expect)
     assert P.flags.c_contiguous and P.dtype == np.float32
-    assert P.shape[1] == (-(-len(expect) // 16) * 16 if pad else len(expect))
+    assert P.shape[1] == (-(-len(expect) // 8) * 8 if pad else len(expect))
     if pad:
         assert P.ctypes.data % 64 == 0
         assert np.all(P[:, len(expect):] == 0)

@@ -5,36 +5,31 @@ from __future__ import annotations
 import numpy as np
 
 
-def nndescent_params(n: int, k: int, n_trees=None, n_iters=None, d: int = 0) -> dict:
-    """Defaults tuned on MNIST (raw 784-d and PCA-50, k = 15 and 90):
-    round(n^0.2) trees (4..8; 4 for wide data, d >= 256, at k < 30, where a
-    tree costs O(n d log n) and the join recovers the recall) with leaves of
-    max(2k, 32) points, 30 sampled candidates per side (24 for wide data at
-    k < 30: each joined pair costs O(d), and raw MNIST k = 15 keeps recall
-    0.990 for 0.85x the time of 30; k = 15 with 15 candidates: 0.986), at most
-    max(5, log2 n) iterations, stopping once fewer than 0.1% of the graph's
-    edges change in an iteration (pynndescent's delta; the late iterations
-    touch few points and cost little: raw MNIST k = 15 recall 0.990 -> 0.991,
-    k = 90 0.997 -> 0.999)."""
-    wide_small_k = d >= 256 and k < 30
+def nndescent_params(n: int, k: int, n_trees=None, n_iters=None) -> dict:
+    """Defaults tuned on MNIST (raw 784-d and PCA-50, k = 10, 15 and 90) to
+    reach pynndescent's recall: round(n^0.2) trees (4..8) with leaves of
+    max(2k, 32) points, clip(k, 30, 60) sampled candidates per side
+    (pynndescent's 60 at k = 90: recall 0.9998 against 0.9992 with 30), at
+    most max(5, log2 n) iterations, stopping once fewer than 0.1% of the
+    graph's edges change in an iteration (pynndescent's delta; the late
+    iterations touch few points and cost little)."""
     if n_trees is None:
-        n_trees = 4 if wide_small_k else int(np.clip(round(max(n, 2) ** 0.2), 4, 8))
+        n_trees = int(np.clip(round(max(n, 2) ** 0.2), 4, 8))
     if n_iters is None:
         n_iters = max(5, int(round(np.log2(max(n, 2)))))
     return {
         "n_trees": int(n_trees),
         "leaf_size": int(max(2 * k, 32)),
-        "max_candidates": 24 if wide_small_k else 30,
+        "max_candidates": int(np.clip(k, 30, 60)),
         "n_iters": int(n_iters),
         "delta": 0.001,
     }
 
 
 def nndescent(A: np.ndarray, k: int, metric: str, out_idx: np.ndarray, out_dist: np.ndarray,
-              n_jobs: int, random_state=None, *, n_trees=None, n_iters=None, d_full=None) -> None:
+              n_jobs: int, random_state=None, *, n_trees=None, n_iters=None) -> None:
     """Fill ``out_idx``/``out_dist`` with the approximate kNN graph of ``A``
-    (float32 C-contiguous, already centred or unit-normalised; ``d_full``: the
-    dimension before constant columns were dropped, which picks the defaults)."""
+    (float32 C-contiguous, already centred or unit-normalised)."""
     from fastrl.neighbors.knn import _core
     if random_state is None:
         seed = int(np.random.default_rng().integers(0, 2**63 - 1))
@@ -42,6 +37,6 @@ def nndescent(A: np.ndarray, k: int, metric: str, out_idx: np.ndarray, out_dist:
         seed = int(random_state.integers(0, 2**63 - 1))
     else:
         seed = int(np.random.default_rng(random_state).integers(0, 2**63 - 1))
-    p = nndescent_params(A.shape[0], k, n_trees, n_iters, d=A.shape[1] if d_full is None else d_full)
+    p = nndescent_params(A.shape[0], k, n_trees, n_iters)
     _core().knn_nndescent(A, k, metric, p["n_trees"], p["leaf_size"], p["max_candidates"],
                           p["n_iters"], p["delta"], seed, out_idx, out_dist, n_jobs)
