@@ -192,7 +192,10 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
         # (its varying columns: the others add exact zeros)
         ref = None
         if metric == "euclidean":
-            ref = A0 if keep is None else np.ascontiguousarray(A0[:, keep])
+            ref = A0
+            if keep is not None:
+                ref = np.empty((n, keep.size), dtype=np.float32)
+                _core().knn_compact_rows(A0, metric, None, keep, ref, jobs)
         _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref)
     else:
         from fastrl.neighbors.nndescent import nndescent
