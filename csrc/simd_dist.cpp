@@ -17,55 +17,46 @@ typedef float vf8u __attribute__((vector_size(32), aligned(4)));
 typedef float vf4u __attribute__((vector_size(16), aligned(4)));
 typedef double vd4 __attribute__((vector_size(32)));
 
-template <bool kSq>
-__attribute__((always_inline)) inline float term(float x, float y) {
-  if constexpr (kSq) { const float z = x - y; return z * z; } else { return x * y; }
-}
+// Lanes of a 32-byte vector loaded from float data: 8 floats, or 4 floats
+// widened to double (the float64 sums of the exact recheck).
+template <typename V> struct Lanes;
+template <> struct Lanes<vf8> {
+  static constexpr int kW = 8;
+  static vf8 load(const float* p) { return *reinterpret_cast<const vf8u*>(p); }
+};
+template <> struct Lanes<vd4> {
+  static constexpr int kW = 4;
+  static vd4 load(const float* p) { return __builtin_convertvector(*reinterpret_cast<const vf4u*>(p), vd4); }
+};
 
-template <bool kSq>
-__attribute__((always_inline)) inline float f32_body(const float* a, const float* b, int64_t d) {
-  vf8 acc[4] = {};
+// sum_t (a_t - b_t)^2 (kSq) or sum_t a_t b_t, in V's precision.
+template <typename V, bool kSq, typename S = decltype(V{}[0] + 0)>
+__attribute__((always_inline)) inline S sum_body(const float* a, const float* b, int64_t d) {
+  constexpr int W = Lanes<V>::kW;
+  auto add = [](V& acc, V x, V y) {
+    if constexpr (kSq) { const V z = x - y; acc += z * z; } else { acc += x * y; }
+  };
+  V acc[4] = {};
   int64_t t = 0;
-  for (; t + 32 <= d; t += 32)
-    for (int u = 0; u < 4; ++u) {
-      const vf8 x = *reinterpret_cast<const vf8u*>(a + t + 8 * u), y = *reinterpret_cast<const vf8u*>(b + t + 8 * u);
-      if constexpr (kSq) { const vf8 z = x - y; acc[u] += z * z; } else { acc[u] += x * y; }
-    }
-  for (; t + 8 <= d; t += 8) {
-    const vf8 x = *reinterpret_cast<const vf8u*>(a + t), y = *reinterpret_cast<const vf8u*>(b + t);
-    if constexpr (kSq) { const vf8 z = x - y; acc[0] += z * z; } else { acc[0] += x * y; }
-  }
-  const vf8 v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  float s = 0.f;
-  for (int i = 0; i < 8; ++i) s += v[i];
-  for (; t < d; ++t) s += term<kSq>(a[t], b[t]);
-  return s;
-}
-
-template <bool kSq>
-__attribute__((always_inline)) inline double f64_body(const float* a, const float* b, int64_t d) {
-  vd4 acc[4] = {};
-  int64_t t = 0;
-  for (; t + 16 <= d; t += 16)
-    for (int u = 0; u < 4; ++u) {
-      const vd4 x = __builtin_convertvector(*reinterpret_cast<const vf4u*>(a + t + 4 * u), vd4);
-      const vd4 y = __builtin_convertvector(*reinterpret_cast<const vf4u*>(b + t + 4 * u), vd4);
-      if constexpr (kSq) { const vd4 z = x - y; acc[u] += z * z; } else { acc[u] += x * y; }
-    }
-  const vd4 v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  double s = (v[0] + v[1]) + (v[2] + v[3]);
+  for (; t + 4 * W <= d; t += 4 * W)
+    for (int u = 0; u < 4; ++u) add(acc[u], Lanes<V>::load(a + t + W * u), Lanes<V>::load(b + t + W * u));
+  for (; t + W <= d; t += W) add(acc[0], Lanes<V>::load(a + t), Lanes<V>::load(b + t));
+  const V v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  S s = 0;
+  for (int i = 0; i < W; ++i) s += v[i];
   for (; t < d; ++t) {
-    if constexpr (kSq) { const double z = double(a[t]) - double(b[t]); s += z * z; } else { s += double(a[t]) * double(b[t]); }
+    const S x = a[t], y = b[t];
+    if constexpr (kSq) s += (x - y) * (x - y); else s += x * y;
   }
   return s;
 }
 
 #define FASTRL_DIST_ISA(NS, TARGET)                                                                     \
   namespace NS {                                                                                        \
-  TARGET float sqdist(const float* a, const float* b, int64_t d) { return f32_body<true>(a, b, d); }     \
-  TARGET float dot(const float* a, const float* b, int64_t d) { return f32_body<false>(a, b, d); }       \
-  TARGET double sqdist64(const float* a, const float* b, int64_t d) { return f64_body<true>(a, b, d); }  \
-  TARGET double dot64(const float* a, const float* b, int64_t d) { return f64_body<false>(a, b, d); }    \
+  TARGET float sqdist(const float* a, const float* b, int64_t d) { return sum_body<vf8, true>(a, b, d); } \
+  TARGET float dot(const float* a, const float* b, int64_t d) { return sum_body<vf8, false>(a, b, d); }   \
+  TARGET double sqdist64(const float* a, const float* b, int64_t d) { return sum_body<vd4, true>(a, b, d); } \
+  TARGET double dot64(const float* a, const float* b, int64_t d) { return sum_body<vd4, false>(a, b, d); } \
   constexpr DistFns fns{sqdist, dot, sqdist64, dot64};                                                  \
   }
 
