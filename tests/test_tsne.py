@@ -267,9 +267,20 @@ def test_wide_init_keeps_fft_grid_bounded(std):
     from fastrl.manifold.tsne.optimizer import SparseObjective
     Y = np.ascontiguousarray(init[:60] / std * 100.0)
     P = joint_probabilities(X[:60], 5.0)
-    kl, g = SparseObjective(P, "fft", theta=0.0)(Y, 1.0, True)
+    obj = SparseObjective(P, "fft", theta=0.0)
+    kl, g = obj(Y, 1.0, True)
     kl_ref, g_ref = exact_kl_gradient(P.toarray(), Y)
     assert kl == pytest.approx(kl_ref, rel=1e-6) and _rel(4 * g, g_ref) < 1e-6
+    assert (obj.calls, obj.bh_fallbacks) == (1, 1)  # counted, and reported by verbose fits
+    obj(Y / 100.0, 1.0, False)  # a span within the cap: FFT
+    assert (obj.calls, obj.bh_fallbacks) == (2, 1)
+
+
+def test_verbose_fit_reports_barnes_hut_fallbacks(capsys):
+    X, _ = _blobs(300, 5, seed=13)
+    init = np.random.default_rng(0).normal(0, 1e4, size=(300, 2))
+    TSNE(method="fft", init=init, max_iter=3, early_exaggeration_iter=1, random_state=0, verbose=1).fit(X)
+    assert "Barnes-Hut repulsion in 3 of 3 gradient evaluations" in capsys.readouterr().out
 
 
 def test_init_beyond_float32_range_is_refused():

@@ -25,6 +25,7 @@ class SparseObjective:
         self.P, self.method, self.dof, self.theta, self.n_jobs = CSRParts(P), method, float(dof), float(theta), n_jobs
         self.grid = dict(min_num_intervals=int(min_num_intervals), ints_in_interval=float(ints_in_interval))
         self.cache: dict = {}
+        self.calls = self.bh_fallbacks = 0  # FFT requested but the span exceeded the grid cap
 
     def __call__(self, Y, exaggeration: float, eval_kl: bool):
         if Y.shape[1] == 1:  # a 1-D embedding is a 2-D one on the line y = 0 (the tree code is 2-D)
@@ -39,7 +40,9 @@ class SparseObjective:
         elif self.method == "fft" and fft_fits(Y, **self.grid):  # else the grid would exceed its cap: Barnes-Hut
             R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache, **self.grid)
         else:
+            self.bh_fallbacks += self.method == "fft"
             R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)
+        self.calls += 1
         A -= R / Z
         return (kl_part + np.log(Z) if eval_kl else None), A
 

@@ -424,6 +424,9 @@ class TSNE(TransformerBase):
             kl = float(objective(Y, 1.0, True)[0])
         if log:
             log(f"[t-SNE] KL divergence after {it} iterations: {kl:f}")
+            if getattr(objective, "bh_fallbacks", 0):
+                log(f"[t-SNE] Barnes-Hut repulsion in {objective.bh_fallbacks} of {objective.calls} gradient "
+                    f"evaluations: the embedding spanned more than the FFT grid's cap of boxes")
         if device is not None:
             Y = Y.detach().cpu().double().numpy()
         self.embedding_ = np.asarray(Y, dtype=np.float32)
