@@ -172,10 +172,10 @@ def main():
         t0 = time.perf_counter()
         with PeakMemory() as pm:
             from fastrl.manifold import TSNE
-            t = TSNE(n_jobs=args.n_jobs, random_state=0, verbose=True)
+            t = TSNE(max_iter=payload["max_iter"], n_jobs=args.n_jobs, random_state=0, verbose=True)
             E = t.fit_transform(X)
         rows.append({"library": "fastrl", "n": args.n, "wall_s": time.perf_counter() - t0,
-                     "peak_rss_mib": pm.peak_mib, "kl_own": t.kl_divergence_})
+                     "peak_rss_mib": pm.peak_mib, "kl_own": t.kl_divergence_, "n_iter": int(t.n_iter_)})
         print_table(rows, cols, f"synthetic mixture N={args.n}")
         payload["synthetic"] = rows
         write_results(f"tsne_synthetic_{args.n}", payload)
