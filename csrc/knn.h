@@ -30,11 +30,6 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
 // Name of the distance kernel chosen for this CPU ("avx512", "avx2", "base").
 const char* knn_kernel_name();
 
-// Refines candidate rows: replaces out_dist by exact distances between Q[i]
-// and X[out_idx[i, j]] and sorts each row by (distance, index).
-void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
-                  Metric metric, int64_t* out_idx, float* out_dist, int n_jobs);
-
 // One parallel pass over A [n, d]: col_sum[c] (float64 sums) and varies[c]
 // (0 where the column is constant: equal to row 0's value for Euclidean, all
 // zero for cosine, whose rows are normalised).

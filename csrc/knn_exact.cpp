@@ -35,26 +35,6 @@ ScanKernel best_scan_kernel() {
 
 const char* knn_kernel_name() { return best_scan_kernel().name; }
 
-void knn_finalize(const float* X, const float* Q, int64_t m, int64_t d, int k,
-                  Metric metric, int64_t* out_idx, float* out_dist, int n_jobs) {
-  const int nt = resolve_threads(n_jobs);
-  const DistFns df = dist_fns();
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t i = 0; i < m; ++i) {
-    const float* q = Q + i * d;
-    HeapView h{out_dist + i * k, out_idx + i * k, k};
-    for (int j = 0; j < k; ++j) {
-      const int64_t idx = h.i[j];
-      if (idx < 0) { h.d[j] = INFINITY; continue; }
-      const float* x = X + idx * d;
-      const double acc = metric == Metric::kCosine ? std::max(0.0, 1.0 - df.dot64(q, x, d))
-                                                   : std::sqrt(df.sqdist64(q, x, d));
-      h.d[j] = float(acc);
-    }
-    h.sort_ascending();
-  }
-}
-
 namespace {
 
 constexpr int kTieSlack = 4;         // extra scan candidates per row

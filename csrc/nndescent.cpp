@@ -8,8 +8,9 @@
 //          delta * n * k heap updates happen in an iteration.
 //
 // Distances are squared Euclidean on the prepared rows (unit rows for cosine),
-// which ranks exactly like the requested metric; knn_finalize then writes the
-// true distances. Heaps are guarded by per-point spinlocks during the join.
+// which ranks exactly like the requested metric; the output converts them to
+// the metric's distance (recomputed in float64 where the Gram expansion could
+// be inaccurate). Heaps are guarded by per-point spinlocks during the join.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
