@@ -29,6 +29,15 @@ inline int resolve_threads(int n_jobs) {
 
 inline int max_threads() { return resolve_threads(-1); }
 
+// SplitMix64 finaliser: a well-mixed 64-bit hash, the source of every
+// hashed random choice (NN-descent's sampling, the RP forest's splits).
+inline uint64_t splitmix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 // Replaces the root of a max-heap of k (distance, id[, flag]) slots by
 // (dist, idx, flag) and sifts it down. flags may be null.
 template <typename Id>

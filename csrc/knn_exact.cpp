@@ -190,8 +190,7 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       const Cand* best = c.data();
       if (kk < avail) {
         const float* qs = Q + i * d;  // the scan's (centred) query
-        double q2 = 0.0;
-        for (int64_t t = 0; t < d; ++t) q2 += double(qs[t]) * double(qs[t]);
+        const double q2 = df.dot64(qs, qs, d);
         // score = |x|^2 - 2<q,x> (Euclidean: d^2 = score + |q|^2; cosine:
         // 1 - cos = (score + 2) / 2), each off by at most `err`, relative to
         // |q|^2 + |x|^2. Only an x with |x| <= |q| + (k-th distance) could

@@ -108,14 +108,6 @@ GramFn select_gram() {
   }
 }
 
-
-inline uint64_t splitmix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // Branch-free membership test: the compiler vectorises it (8-16 ids a step),
 // which beats an early-exit scan on the ~90-entry rows.
 inline bool contains(const node_t* ids, int n, node_t idx) {
@@ -298,8 +290,8 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
       }
     }
     if (verbose) std::fprintf(stderr, "  it %d sampled %.3f\n", it, el());
-    int64_t updates = 0, attempts = 0, pairs = 0;
-#pragma omp parallel num_threads(nt) reduction(+ : updates, attempts, pairs)
+    int64_t updates = 0, attempts = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : updates, attempts)
     {
       const int mmax = 2 * max_candidates, mpad = (mmax + 15) & ~15;
       std::vector<float> out(size_t(max_candidates) * mpad);
@@ -313,7 +305,6 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
         std::copy_n(fresh.idx.data() + v * fresh.c, nn, ids.data());
         std::copy_n(old.idx.data() + v * old.c, no, ids.data() + nn);
         const int m = nn + no;
-        pairs += int64_t(nn) * m - int64_t(nn) * (nn + 1) / 2;
         gram_sqdist(X, d, ids.data(), m, nn, gnorm.data(), out.data(), mpad);
         // Heap roots are scattered in memory: read each candidate's threshold
         // once (a stale value only costs a rejected push under the lock).
@@ -335,7 +326,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
         }
       }
     }
-    if (verbose) std::fprintf(stderr, "  it %d joined %.3f updates %lld attempts %lld pairs %lld\n", it, el(), (long long)updates, (long long)attempts, (long long)pairs);
+    if (verbose) std::fprintf(stderr, "  it %d joined %.3f updates %lld attempts %lld\n", it, el(), (long long)updates, (long long)attempts);
     if (double(updates) <= double(delta) * double(n) * double(k)) break;
   }
 

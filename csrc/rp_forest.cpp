@@ -26,26 +26,19 @@ struct Range {
   int64_t lo, hi;
 };
 
-inline uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 inline uint64_t node_hash(uint64_t tree_seed, const Range& r) {
-  return mix(tree_seed ^ mix(uint64_t(r.lo) * 0x100000001B3ull + uint64_t(r.hi)));
+  return splitmix(tree_seed ^ splitmix(uint64_t(r.lo) * 0x100000001B3ull + uint64_t(r.hi)));
 }
 
 // Splitting plane of the points mem[r.lo:r.hi]: normal a - b, returns the offset.
 float pick_plane(const DistFns& df, const float* X, int64_t d, const int32_t* mem, const Range& r, uint64_t h,
                  float* normal, float* scratch) {
   const uint64_t size = uint64_t(r.hi - r.lo);
-  h = mix(h);
+  h = splitmix(h);
   const int64_t a = mem[r.lo + int64_t(h % size)];
   int64_t b = a;
   for (int tries = 0; b == a && tries < 8; ++tries) {
-    h = mix(h);
+    h = splitmix(h);
     b = mem[r.lo + int64_t(h % size)];
   }
   const float* xa = X + a * d;
@@ -66,7 +59,7 @@ int64_t partition(int32_t* mem, const Range& r, uint64_t h, SideFn side) {
   while (left <= right) {
     const int32_t p = mem[left];
     const float s = side(p);
-    const bool go_left = s < 0.f || (s == 0.f && (mix(h ^ uint64_t(p)) & 1));
+    const bool go_left = s < 0.f || (s == 0.f && (splitmix(h ^ uint64_t(p)) & 1));
     if (go_left) ++left; else std::swap(mem[left], mem[right--]);
   }
   if (left == r.lo || left == r.hi) {
@@ -85,7 +78,7 @@ void rp_forest(const DistFns& df, const float* X, int64_t n, int64_t d, int n_tr
   constexpr int64_t kCacheBytes = 512 * 1024;  // nodes larger than this are split level-synchronously
   const int T = n_trees;
   std::vector<uint64_t> tseed(T);
-  for (int t = 0; t < T; ++t) tseed[t] = mix(seed + 0x1234567ull * uint64_t(t + 1));
+  for (int t = 0; t < T; ++t) tseed[t] = splitmix(seed + 0x1234567ull * uint64_t(t + 1));
   mems.assign(T, std::vector<int32_t>(n));
   for (auto& m : mems) std::iota(m.begin(), m.end(), int32_t(0));
   auto is_big = [&](const Range& r) {
