@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fastrl.datasets import load_mnist  # noqa: E402
+from fastrl.datasets import load_mnist
 
 N_TRAIN = 60_000
 

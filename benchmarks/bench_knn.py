@@ -10,18 +10,16 @@ fastrl's exact graph (approximate methods are compared at the recall each
 reaches), ratios of minima to faiss (exact) or pynndescent (approx).
 Writes benchmarks/results/knn.json after every case.
 
-    PYTHONPATH=. python benchmarks/bench_knn.py [--repeat 3] [--quick] [--sklearn]
+    python benchmarks/bench_knn.py [--repeat 3] [--quick] [--sklearn]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import interleaved, print_table, write_results  # noqa: E402
+from _common import interleaved, print_table, write_results
 
 
 def recall(idx, ref, k):

@@ -11,19 +11,16 @@ per op and the ratio fastrl / reference (of minima). On CUDA
 it also reports the achieved bandwidth of the memory-bound ops against the
 device copy bandwidth (a large tensor clone).
 
-    PYTHONPATH=. python benchmarks/bench_masking.py [--quick]
+    python benchmarks/bench_masking.py [--quick]
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakMemory, interleaved, print_table, timeit, write_results  # noqa: E402
+from _common import PeakMemory, interleaved, print_table, timeit, write_results
 
 B, IMG, P, RATIO = 256, 224, 16, 0.75
 L = (IMG // P) ** 2

@@ -50,8 +50,7 @@ def _quick_args(script: Path) -> list:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = dict(os.environ)  # fastrl is the installed package (no checkout on PYTHONPATH)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

@@ -29,8 +29,6 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 from _ssl_data import augment, mnist_tensors  # noqa: E402
 from _ssl_models import METHODS, build  # noqa: E402

@@ -14,7 +14,9 @@
 // panels is rare, so the scan runs at GEMM speed. The index is walked in
 // blocks of panels sized to stay in L2 while every query row tile passes.
 #include <cstring>
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
+#endif
 #include "knn_tile.h"
 
 namespace fastrl {
@@ -34,8 +36,12 @@ static inline bool any_less(vf a, vf b) {
   return _mm512_cmp_ps_mask(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b), _CMP_LT_OQ) != 0;
 #elif defined(__AVX__) && FASTRL_VBYTES == 32
   return _mm256_movemask_ps(_mm256_cmp_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b), _CMP_LT_OQ)) != 0;
-#else
+#elif defined(__SSE__)
   return _mm_movemask_ps(_mm_cmplt_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b))) != 0;
+#else  // portable (aarch64, arm64 macOS): lane-wise GCC/Clang vector compare
+  for (int l = 0; l < VL; ++l)
+    if (a[l] < b[l]) return true;
+  return false;
 #endif
 }
 
