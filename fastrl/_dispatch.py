@@ -21,7 +21,9 @@ import contextlib
 import functools
 import importlib.util
 import os
+import sys
 import threading
+import warnings
 from typing import Iterator
 
 import torch
@@ -103,7 +105,15 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
     if choice == "cpu":
         return False
     if choice == "auto":
-        return on_cuda and triton_available()
+        if on_cuda and not triton_available():
+            warn_fallback(
+                "dispatch.cuda_without_triton",
+                "fastrl: CUDA tensors with FASTRL_BACKEND=auto, but the triton package cannot be "
+                "imported; running the chunked torch path instead of the fused Triton kernels "
+                "(install triton for the fast path, or set FASTRL_BACKEND=cpu to silence this)",
+            )
+            return False
+        return on_cuda
     # forced triton
     if not triton_available():
         raise RuntimeError("FASTRL_BACKEND=triton, but the triton package cannot be imported")
@@ -113,6 +123,109 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
             "TRITON_INTERPRET=1 before importing fastrl, or move the tensors to CUDA"
         )
     return True
+
+
+_fallbacks: dict[str, str] = {}
+_fallbacks_lock = threading.Lock()
+
+
+class FallbackWarning(UserWarning):
+    """Warned (once per process and key) when fastrl runs another path than the one asked for."""
+
+
+_SKIP_DIRS = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(torch.__file__)))
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside fastrl and torch, seen from :func:`warn_fallback`."""
+    frame, level = sys._getframe(2), 2  # the caller of warn_fallback is stacklevel 2
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_fallback(key: str, message: str, stacklevel: int | None = None) -> None:
+    """Warn once per process that a silent change of path happened, and record it.
+
+    Parameters
+    ----------
+    key : str
+        Stable identifier of the fallback, e.g. ``"dispatch.cuda_without_triton"``.
+        The warning fires only the first time a key is seen in this process.
+    message : str
+        What was asked, what runs instead, and why.
+    stacklevel : int, optional
+        Passed to :func:`warnings.warn`; default: the first frame outside fastrl
+        and torch (the user's call of the op).
+
+    Notes
+    -----
+    Every recorded fallback is listed by :func:`backend_info` under ``"fallbacks"``
+    (key -> message); :func:`fallbacks` returns a copy of the same dict.
+    """
+    with _fallbacks_lock:
+        first = key not in _fallbacks
+        if first:
+            _fallbacks[key] = message
+    if first:
+        level = _caller_stacklevel() if stacklevel is None else stacklevel
+        warnings.warn(message, FallbackWarning, stacklevel=level)
+
+
+def fallbacks() -> dict[str, str]:
+    """The fallbacks that happened in this process so far (key -> message)."""
+    with _fallbacks_lock:
+        return dict(_fallbacks)
+
+
+def _reset_fallbacks() -> None:
+    """Forget the recorded fallbacks so that they warn again (for tests)."""
+    with _fallbacks_lock:
+        _fallbacks.clear()
+
+
+def use_triton_no_fp64(op: str, *tensors: torch.Tensor | None) -> bool:
+    """:func:`use_triton` for an op whose Triton kernels take fp32/fp16/bf16 only.
+
+    float64 inputs run the CPU path (the chunked torch implementation, on the
+    tensors' device). With ``auto`` on CUDA tensors that is a change of path, so
+    it warns once (:func:`warn_fallback`); with ``triton`` forced it raises.
+
+    Parameters
+    ----------
+    op : str
+        Name of the op, for the messages (e.g. ``"contrastive LSE"``).
+    *tensors : torch.Tensor or None
+        The op's tensor inputs.
+
+    Returns
+    -------
+    bool
+        As :func:`use_triton` (False for any float64 input).
+
+    Raises
+    ------
+    ValueError
+        If ``triton`` is forced and an input is float64 (and :func:`use_triton`'s
+        RuntimeError otherwise).
+    """
+    ts = [t for t in tensors if isinstance(t, torch.Tensor)]
+    if not any(t.dtype == torch.float64 for t in ts):
+        return use_triton(*tensors)
+    choice = requested_backend()
+    if choice == "triton":
+        raise ValueError(
+            f"{op}: the backend is forced to 'triton' (FASTRL_BACKEND or use_backend), but its Triton "
+            "kernels do not take float64 inputs; pass float32/float16/bfloat16 tensors, or use "
+            "backend 'auto' or 'cpu' for the float64 torch path"
+        )
+    if choice == "auto" and ts and all(t.is_cuda for t in ts) and triton_available():
+        warn_fallback(
+            f"{op}.float64_on_cuda",
+            f"fastrl: {op} on float64 CUDA tensors runs the chunked torch path instead of the fused "
+            "Triton kernels (they take float32/float16/bfloat16 only)",
+        )
+    return False
 
 
 def upcast_bf16_dot(dtype: torch.dtype) -> bool:
@@ -171,12 +284,14 @@ def backend_info() -> dict:
         ``triton_interpret`` (bool), ``cuda`` (bool), ``cuda_devices`` (int),
         ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str),
         ``autotune`` (bool, ``FASTRL_AUTOTUNE``), ``fp32_precision`` (str,
-        ``FASTRL_FP32_PRECISION``).
+        ``FASTRL_FP32_PRECISION``), ``fallbacks`` (dict: key -> message of every
+        change of path that happened in this process, see :func:`warn_fallback`).
     """
+    from fastrl.neighbors.cpu_kernel import cpu_kernel
     core = _core()
     info = {
         "compiled_core": core is not None,
-        "cpu_kernel": core.knn_kernel_name() if core is not None else None,  # ValueError on a bad FASTRL_CPU_KERNEL
+        "cpu_kernel": core.knn_kernel_name(cpu_kernel()) if core is not None else None,  # ValueError on a bad FASTRL_CPU_KERNEL
         "cpu_kernels": list(core.cpu_kernels_supported()) if core is not None else [],
         "openmp": bool(core.has_openmp()) if core is not None else False,
         "openmp_threads": int(core.openmp_threads()) if core is not None else 1,
@@ -189,6 +304,7 @@ def backend_info() -> dict:
         "requested_backend": requested_backend(),
         "autotune": autotune_enabled(),
         "fp32_precision": fp32_precision(),
+        "fallbacks": fallbacks(),
     }
     return info
 

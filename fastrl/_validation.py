@@ -5,6 +5,7 @@ message starts with the argument's name, so users see at once what to fix.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Sequence
 
@@ -88,7 +89,7 @@ def check_positive(value, name: str, *, allow_tensor: bool = True, strict: bool 
         v = float(value)
     else:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not np.isfinite(v) or (v <= 0 if strict else v < 0):
+    if not math.isfinite(v) or (v <= 0 if strict else v < 0):  # math, not numpy: torch.compile traces it
         raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {v}")
     return value
 
@@ -196,6 +197,48 @@ def check_device(device, name: str = "device"):
         raise ValueError(f"{name}={str(device)!r} is not available on this machine; use 'cpu'"
                          + (" or 'cuda'" if torch.cuda.is_available() else ""))
     return dev
+
+
+INT32_POINT_LIMIT = 2**31  # point ids are int32 in the RP forest, NN-descent and the t-SNE affinities
+
+
+def check_int32_points(n, name: str, what: str) -> int:
+    """Raise ``ValueError`` unless ``n`` points (or the rows of an array) can be numbered by int32 ids.
+
+    Call it at the door of every op whose compiled code stores point ids as
+    int32 (the random-projection forest and NN-descent of
+    ``knn_graph(method="approx")``, the sparse t-SNE affinities, the CSR P of
+    the t-SNE gradient), before any conversion or allocation: past
+    ``2**31 - 1`` points the ids would wrap around silently.
+
+    Parameters
+    ----------
+    n : int or array-like
+        Number of points, or an array (ndarray, tensor, sparse matrix) whose
+        rows are the points: only its ``shape`` is read, nothing is converted.
+    name : str
+        The argument whose size it is, for the message (e.g. ``"X"``).
+    what : str
+        The op that stores int32 ids, for the message.
+
+    Returns
+    -------
+    int
+        The number of points.
+
+    Raises
+    ------
+    ValueError
+        ``n >= 2**31``.
+    """
+    if not isinstance(n, (numbers.Integral, np.integer)):  # an array: its shape (or a list's len), no copy
+        shape = getattr(n, "shape", None)
+        n = (shape[0] if len(shape) else 0) if shape is not None else (len(n) if hasattr(n, "__len__") else 0)
+    n = int(n)
+    if n >= INT32_POINT_LIMIT:
+        raise ValueError(f"{name} has {n} points, but {what} stores point ids as int32: at most "
+                         f"{INT32_POINT_LIMIT - 1} (2**31 - 1) points are supported; split or subsample the data")
+    return n
 
 
 def check_random_state(random_state) -> np.random.RandomState:

@@ -4,6 +4,7 @@ precisions, the bounded autotuning space and its fixed-config switch, the column
 mask of ``lse_core`` on both paths, and the stored-logits path."""
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -62,7 +63,7 @@ def test_fp16_backward_no_underflow_n4096():
 @pytest.mark.parametrize("scaled", [True, False])
 def test_fp16_backward_underflow_small_gradient(monkeypatch, scaled):
     # the same underflow at N=512 with the loss scaled by 0.01; the unscaled P is the old kernel
-    monkeypatch.setattr(_tk(), "_SCALE_FP16_P", scaled)
+    monkeypatch.setattr(_tk(), "grad_rows", functools.partial(_tk().grad_rows, scale_fp16_p=scaled))
     errs = _clip_grad_errors(512, 16, torch.float16, "triton", grad_scale=0.01, tiles=dict(BLOCK_M=256, BLOCK_N=256))
     if scaled:
         assert max(errs) < 3e-3, errs
@@ -121,20 +122,42 @@ def test_lse_core_column_mask_example():
 @needs_triton
 @pytest.mark.parametrize("precision", ["tf32x3", "ieee", "tf32"])
 def test_fp32_precisions(monkeypatch, precision):
+    """Each precision reaches the kernel launches (``PREC``, the ``tl.dot`` input_precision),
+    from FASTRL_FP32_PRECISION and from the ``precision`` argument (which wins over the
+    variable). The interpreter computes every precision in IEEE, so the numeric check is
+    tight there; on a GPU tf32 keeps 10 mantissa bits."""
+    tk = _tk()
+    seen = []
+    launch = tk._launch
+
+    def spy(kernel, tuned, grid_of, args, flags, *rest):
+        seen.append(("bwd" if "GRAD_B" in flags else "fwd", flags["PREC"]))
+        return launch(kernel, tuned, grid_of, args, flags, *rest)
+
+    monkeypatch.setattr(tk, "_launch", spy)
     g = torch.Generator().manual_seed(2)
     a = F.normalize(torch.randn(45, 24, generator=g), dim=1)
     b = F.normalize(torch.randn(45, 24, generator=g), dim=1)
     ref = clip_loss(a.double(), b.double(), 20.0)
-    # tf32 keeps 10 mantissa bits (only on a GPU: the interpreter computes every precision in IEEE)
     tol = 2e-3 if precision == "tf32" and not triton_device() == "cpu" else 1e-5
     monkeypatch.setenv("FASTRL_FP32_PRECISION", precision)
     assert fp32_precision() == precision and backend_info()["fp32_precision"] == precision
+    dev = triton_device()
     with use_backend("triton"):
-        out_env = clip_loss(a.to(triton_device()), b.to(triton_device()), 20.0)
-        r, _ = lse_core(a.to(triton_device()), b.to(triton_device()), torch.tensor(20.0), precision=precision)
-    assert abs(float(out_env) - float(ref)) <= tol * abs(float(ref))
+        x, y = _leaf(a, dev), _leaf(b, dev)
+        out_env = clip_loss(x, y, 20.0)
+        out_env.backward()
+        assert seen == [("fwd", precision), ("bwd", precision)], seen
+        seen.clear()
+        # the argument overrides the variable
+        monkeypatch.setenv("FASTRL_FP32_PRECISION", next(p for p in ("ieee", "tf32") if p != precision))
+        q = _leaf(a, dev)
+        r, _ = lse_core(q, b.to(dev), torch.tensor(20.0), precision=precision)
+        r.sum().backward()
+        assert seen == [("fwd", precision), ("bwd", precision)], seen
+    assert abs(float(out_env.detach()) - float(ref)) <= tol * abs(float(ref))
     want = torch.logsumexp(20.0 * a.double() @ b.double().T, dim=1)
-    torch.testing.assert_close(r.double().cpu(), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(r.detach().double().cpu(), want, rtol=tol, atol=tol)
 
 
 def test_fp32_precision_validation(monkeypatch):
@@ -161,15 +184,16 @@ def test_tuning_space_is_small_and_admits_wide_tiles():
     for kernel in (tk._fwd_tuned, tk._bwd_tuned):
         assert len(kernel.configs) <= 6
         assert "BLOCK_D" in kernel.keys and "N_BUCKET" in kernel.keys
+    kept = functools.partial(tk.kept_configs, smem_bytes=tk.smem_budget_for(tk.SMEM_LIMITS["sm_90"]))
     # Hopper's wgmma wants M a multiple of 64: at D = 512 (bf16) the forward keeps BLOCK_M 128
     # and 64, the backward (with its [BLOCK_M, D] fp32 accumulator) 64
-    assert {128, 64} <= {c["BLOCK_M"] for c in tk.kept_configs(512, 2)}
-    assert tk.kept_configs(512, 2, backward=True)[0]["BLOCK_M"] == 64
+    assert {128, 64} <= {c["BLOCK_M"] for c in kept(512, 2)}
+    assert kept(512, 2, backward=True)[0]["BLOCK_M"] == 64
     # without register spills on sm_90 (ptxas, benchmarks/aot_sm90.py): the fp16 backward at
     # D = 128 keeps 64 x 32 and the 16 x 32 fallback; 128-row tiles spilled there
-    assert [(c["BLOCK_M"], c["BLOCK_N"]) for c in tk.kept_configs(128, 2, backward=True)] == [(64, 32), (16, 32)]
-    assert tk.kept_configs(128, 2)[0]["BLOCK_M"] == 128  # the fixed config at small D
-    assert tk.kept_configs(8192, 4) == [tk.CONFIGS[-1]]  # never empty
+    assert [(c["BLOCK_M"], c["BLOCK_N"]) for c in kept(128, 2, backward=True)] == [(64, 32), (16, 32)]
+    assert kept(128, 2)[0]["BLOCK_M"] == 128  # the fixed config at small D
+    assert kept(8192, 4) == [tk.CONFIGS[-1]]  # never empty
     assert [tk.n_bucket(n) for n in (10, 1024, 1025, 5000, 65536, 10 ** 6)] == [1024, 1024, 4096, 16384, 65536,
                                                                                   65536]
 
@@ -183,6 +207,97 @@ def test_fixed_config_when_autotune_off(monkeypatch):
     assert tk._fixed(512, 2, backward=True) == tk.kept_configs(512, 2, backward=True)[0]
     monkeypatch.setenv("FASTRL_AUTOTUNE", "1")
     assert tk._fixed(512, 2) is None  # autotune on a GPU
+
+
+@needs_triton
+@pytest.mark.parametrize("gpu", ["sm_90", "sm_80", "sm_89"])
+def test_kept_configs_fit_each_gpu(gpu):
+    """At Hopper's (227 KiB), Ampere's (163 KiB) and Ada's (99 KiB) shared memory, every
+    kept config fits the budget unless it is the lone fallback when nothing fits."""
+    tk = _tk()
+    budget = tk.smem_budget_for(tk.SMEM_LIMITS[gpu])
+    assert budget == tk.SMEM_LIMITS[gpu] - tk.SMEM_MARGIN
+    for block_d, eb, backward in itertools.product((64, 128, 256, 512), (2, 4), (False, True)):
+        kept = tk.kept_configs(block_d, eb, backward, smem_bytes=budget)
+        fits = [c for c in tk.CONFIGS if tk._cost(c, block_d, eb, backward)[0] <= budget]
+        if fits:
+            assert all(c in fits for c in kept), (gpu, block_d, eb, backward, kept)
+        else:
+            assert kept == [tk.CONFIGS[-1]]
+    # the fixed (first) config of the bf16 forward at D = 512, by _cost's (BLOCK_M + stages * BLOCK_N)
+    # * 512 * 2 bytes: Hopper 128 x 32 (192 KiB <= 200), Ampere 64 x 32 (128 <= 136), Ada 16 x 32 (48 <= 72)
+    first = tk.kept_configs(512, 2, smem_bytes=budget)[0]
+    assert (first["BLOCK_M"], first["BLOCK_N"]) == {"sm_90": (128, 32), "sm_80": (64, 32), "sm_89": (16, 32)}[gpu]
+
+
+@needs_triton
+def test_smem_budget_reads_the_device(monkeypatch):
+    import types
+    tk = _tk()
+    fallback = tk.smem_budget_for(tk.SMEM_FALLBACK)
+    assert tk.smem_budget("cpu") == fallback
+    if not torch.cuda.is_available():
+        assert tk.smem_budget() == fallback
+    # triton's driver first (max_shared_mem), then torch's device properties
+    props = {"max_shared_mem": tk.SMEM_LIMITS["sm_80"]}
+    fake = types.SimpleNamespace(runtime=types.SimpleNamespace(driver=types.SimpleNamespace(
+        active=types.SimpleNamespace(utils=types.SimpleNamespace(get_device_properties=lambda i: props)))))
+    monkeypatch.setattr(tk, "triton", fake)
+    tk._device_smem_limit.cache_clear()
+    try:
+        assert tk.smem_budget(0) == tk.smem_budget_for(tk.SMEM_LIMITS["sm_80"])
+        tk._device_smem_limit.cache_clear()
+        monkeypatch.setattr(tk, "triton", types.SimpleNamespace())  # no driver: torch answers
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda i: types.SimpleNamespace(shared_memory_per_block_optin=tk.SMEM_LIMITS["sm_89"]))
+        assert tk.smem_budget(1) == tk.smem_budget_for(tk.SMEM_LIMITS["sm_89"])
+        # the fixed config without autotuning follows the device's budget
+        monkeypatch.setenv("FASTRL_AUTOTUNE", "0")
+        monkeypatch.setattr(tk, "interpreting", lambda: False)
+        ada = tk.kept_configs(512, 2, smem_bytes=tk.smem_budget_for(tk.SMEM_LIMITS["sm_89"]))[0]
+        assert tk._fixed(512, 2, device=1) == ada
+    finally:
+        tk._device_smem_limit.cache_clear()
+
+
+@needs_triton
+def test_tile_config_is_thread_local_and_nests():
+    import threading
+    tk = _tk()
+    cfg = dict(BLOCK_M=16, BLOCK_N=16)
+    other = []
+    with tk.tile_config(cfg):
+        t = threading.Thread(target=lambda: other.append(tk._override()))
+        t.start()
+        t.join()
+        with tk.tile_config(col_groups=3):
+            assert tk._override() == {"cfg": cfg, "groups": 3}
+        assert tk._override() == {"cfg": cfg}
+    assert tk._override() == {} and other == [{}]
+
+
+@needs_triton
+def test_backward_keeps_the_forward_tile_config(monkeypatch):
+    """autograd may run the backward on its device thread, which does not see the caller's
+    thread-local tile_config: the backward launches use the forward's tiles."""
+    tk = _tk()
+    seen = []
+    launch = tk._launch
+
+    def spy(kernel, tuned, grid_of, args, flags, *rest):
+        seen.append(("bwd" if "GRAD_B" in flags else "fwd", tk._fixed(16, 4)))
+        return launch(kernel, tuned, grid_of, args, flags, *rest)
+
+    monkeypatch.setattr(tk, "_launch", spy)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 9, generator=g).to(triton_device()).requires_grad_()
+    tiles = dict(BLOCK_M=16, BLOCK_N=32)
+    with use_backend("triton"):
+        with tk.tile_config(tiles):
+            r, _ = lse_core(x, x, torch.tensor(1.0), mask_offset=0, symmetric=True)
+        assert tk._override() == {}
+        r.sum().backward()  # outside the block, as on another thread
+    assert seen == [("fwd", tiles), ("bwd", tiles)], seen
 
 
 @needs_triton

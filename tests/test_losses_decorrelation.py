@@ -99,9 +99,14 @@ def test_vicreg_terms_and_weights(backend, device, form):
 
 
 def test_fp64_exact_and_forms_agree(backend, device):
-    """fp64 inputs take the torch path on every backend and agree to rounding."""
+    """fp64 inputs take the torch path (auto, cpu) and agree to rounding; a forced
+    triton backend rejects them (its kernels take fp32/fp16/bf16 only, issue 23)."""
     z1, z2 = _views(40, 24, seed=5)
     gout = torch.tensor(0.3, dtype=torch.float64)
+    if backend == "triton":
+        with pytest.raises(ValueError, match="float64"):
+            barlow_twins_loss(z1.to(device), z2.to(device), 0.02)
+        return
     ref = _grads(lambda a, b: barlow_twins_reference(a, b, 0.02), z1, z2, gout)
     for form in ("gram", "cross"):
         got = _grads(lambda a, b: barlow_twins_loss(a, b, 0.02, form=form), z1, z2, gout, device=device)

@@ -225,7 +225,8 @@ def patchify_and_mask(imgs: torch.Tensor, patch_size: int = 16, mask_ratio: floa
     Returns
     -------
     x_visible : torch.Tensor
-        [B, L_keep, p*p*C], same dtype as ``imgs``.
+        [B, L_keep, p*p*C], same dtype as ``imgs``; differentiable with respect to
+        ``imgs`` on every path (the fused gathers scatter the gradient back).
     mask : torch.Tensor
         [B, L] float32, 1 = removed.
     ids_restore : torch.Tensor
@@ -236,20 +237,54 @@ def patchify_and_mask(imgs: torch.Tensor, patch_size: int = 16, mask_ratio: floa
     L, D = h * w, p * p * C
     keep = len_keep(L, r)
     ids_keep, mask, ids_restore = _shuffle(_noise(noise, generator, B, L, imgs.device), keep)
-    out = torch.empty((B, keep, D), device=imgs.device, dtype=imgs.dtype)
-    if out.numel() == 0:
-        return out, mask, ids_restore
-    differentiable = imgs.requires_grad and torch.is_grad_enabled()
-    if use_triton(imgs) and not differentiable:
-        from fastrl.masking import triton_kernels as tk
-        tk.gather_rows(imgs, ids_keep, out, patch=p)
-    elif imgs.device.type == "cpu" and imgs.dtype in _NUMBA_DTYPES and not differentiable:
-        from fastrl.masking import _numba_kernels as nk
-        nk.run(nk.gather_patches, out.numel(), imgs.detach().numpy(), ids_keep.numpy(), p, out.numpy())
-    else:  # other dtypes, autograd: gather visible patches from the strided 6-D view
-        view = imgs.reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1)
-        out = view[torch.arange(B, device=imgs.device)[:, None], ids_keep // w, ids_keep % w].reshape(B, keep, D)
-    return out, mask, ids_restore
+    if B * keep * D == 0:
+        return torch.empty((B, keep, D), device=imgs.device, dtype=imgs.dtype), mask, ids_restore
+    if use_triton(imgs):
+        fused = "triton"
+    elif imgs.device.type == "cpu" and imgs.dtype in _NUMBA_DTYPES:
+        fused = "numba"
+    else:  # other dtypes: gather visible patches from the strided 6-D view (autograd through indexing)
+        return _patch_view(imgs, p)[_patch_index(ids_keep, w)].reshape(B, keep, D), mask, ids_restore
+    # the fused gathers are differentiable: the backward scatters the patch gradients back
+    return _GatherPatches.apply(imgs, ids_keep, p, fused), mask, ids_restore
+
+
+def _patch_view(imgs: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, h, w, p, p, C] strided view of [B, C, H, W] images (no copy)."""
+    B, C, H, W = imgs.shape
+    return imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)
+
+
+def _patch_index(ids: torch.Tensor, w: int):
+    """(batch-row, patch-row, patch-column) indices of patch ids [B, K] on a grid w wide."""
+    return torch.arange(ids.shape[0], device=ids.device)[:, None], ids // w, ids % w
+
+
+class _GatherPatches(torch.autograd.Function):
+    """Fused patch gather (``fused``: "triton" or "numba") of the patches ``ids`` [B, K] into
+    [B, K, p*p*C]; backward writes each kept patch's gradient back into its image position."""
+
+    @staticmethod
+    def forward(ctx, imgs, ids, p, fused):
+        out = imgs.new_empty((ids.shape[0], ids.shape[1], p * p * imgs.shape[1]))
+        if fused == "triton":
+            from fastrl.masking import triton_kernels as tk
+            tk.gather_rows(imgs, ids, out, patch=p)
+        else:
+            from fastrl.masking import _numba_kernels as nk
+            nk.run(nk.gather_patches, out.numel(), imgs.detach().numpy(), ids.numpy(), p, out.numpy())
+        ctx.save_for_backward(ids)
+        ctx.shape, ctx.p = imgs.shape, p
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (ids,) = ctx.saved_tensors
+        p, (_, C, _, W) = ctx.p, ctx.shape
+        grad = grad_out.new_zeros(ctx.shape)
+        # kept ids are distinct per image, so a plain indexed write scatters every row once
+        _patch_view(grad, p)[_patch_index(ids, W // p)] = grad_out.reshape(*ids.shape, p, p, C)
+        return grad, None, None, None
 
 
 class RandomMasking(nn.Module):

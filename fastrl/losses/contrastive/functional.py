@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from fastrl import distributed as fdist
-from fastrl._dispatch import use_triton
+from fastrl._dispatch import use_triton_no_fp64, warn_fallback
 from fastrl._validation import check_choice, check_positive, check_same_dtype_device, check_tensor
+from fastrl.losses._compile import DeferredChecks, register_check
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -53,19 +54,33 @@ def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False, 
         float32 (float64 for float64 inputs) row LSE and column LSE.
     """
     from fastrl._dispatch import fp32_precision
+    asked_precision = precision
     precision = fp32_precision(precision)  # validated on every path, used by the Triton kernels
-    if use_triton(q, k) and q.dtype != torch.float64:
+    if use_triton_no_fp64("contrastive LSE", q, k):
         from . import stored
         keep = stored.fits(q.shape[0], k.shape[0], q.dtype) if store_logits is None else bool(store_logits)
-        if keep:
-            fn = stored.StoredLSE
-        else:
-            from .triton_kernels import TritonLSE as fn
-        rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric), precision)
+        path = "stored" if keep else "triton"
     else:
-        from .cpu import ChunkedLSE as fn
-        rlse, clse = fn.apply(q, k, scale, mask_offset, bool(want_col), bool(symmetric))
+        _warn_ignored_triton_options(asked_precision, store_logits)
+        path = "cpu"
+    # one registered op (fastrl::lse_fwd): a single node under torch.compile
+    from .ops import lse
+    rlse, clse = lse(q, k, scale, mask_offset, bool(want_col), bool(symmetric), precision, path)
     return rlse, (clse if want_col else None)
+
+
+def _warn_ignored_triton_options(precision, store_logits) -> None:
+    """Warn (once) that Triton-only options set by the caller do nothing on the CPU path."""
+    if precision is not None:
+        warn_fallback("contrastive.precision_ignored",
+                      f"fastrl: lse_core(precision={precision!r}) applies to the Triton kernels only; the CPU "
+                      "path runs instead (CPU tensors, float64 or FASTRL_BACKEND=cpu) and computes with "
+                      "torch matmuls, so the argument is ignored")
+    if store_logits:
+        warn_fallback("contrastive.store_logits_ignored",
+                      "fastrl: lse_core(store_logits=True) applies to the Triton path only; the CPU path runs "
+                      "instead (CPU tensors, float64 or FASTRL_BACKEND=cpu) and recomputes the logits in "
+                      "chunks, so the argument is ignored")
 
 
 # largest |logit| accepted: far inside fp32 (3.4e38) so that LSEs, differences
@@ -73,10 +88,21 @@ def lse_core(q, k, scale, *, mask_offset=None, want_col=False, symmetric=False, 
 MAX_LOGIT = 1e20
 
 
-def as_scalar(value, name: str, like: torch.Tensor, *, positive: bool) -> torch.Tensor:
+def _cdt(like: torch.Tensor) -> torch.dtype:
+    return torch.float64 if like.dtype == torch.float64 else torch.float32
+
+
+def as_scalar(value, name: str, like: torch.Tensor, *, positive: bool, checks: DeferredChecks | None = None
+              ) -> torch.Tensor:
     """A 0-d compute-dtype (fp32, fp64 for fp64 ``like``) tensor of a number or a
     scalar tensor, which keeps its autograd graph. Rejects NaN/inf (and <= 0 when
-    ``positive``) and values beyond ``MAX_LOGIT``."""
+    ``positive``) and values beyond ``MAX_LOGIT``; under torch.compile the value
+    checks of a tensor are deferred to ``checks``."""
+    if isinstance(value, torch.Tensor) and checks is not None and checks.active:
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        checks.add("scalar", (value,), name, positive)
+        return value.reshape(()).to(device=like.device, dtype=_cdt(like))
     if positive:
         check_positive(value, name)
     elif isinstance(value, torch.Tensor):
@@ -93,8 +119,16 @@ def as_scalar(value, name: str, like: torch.Tensor, *, positive: bool) -> torch.
     return torch.tensor(v, device=like.device, dtype=cdt)
 
 
-def _as_scale(value, name: str, like: torch.Tensor, *, invert: bool) -> torch.Tensor:
-    """A 0-d compute-dtype tensor for ``1/temperature`` or ``logit_scale``."""
+def _as_scale(value, name: str, like: torch.Tensor, *, invert: bool, checks: DeferredChecks | None = None
+              ) -> torch.Tensor:
+    """A 0-d compute-dtype tensor for ``1/temperature`` or ``logit_scale`` (the value
+    checks of a tensor deferred to ``checks`` under torch.compile)."""
+    if isinstance(value, torch.Tensor) and checks is not None and checks.active:
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        checks.add("scale", (value,), name, invert)
+        t = value.reshape(()).to(device=like.device, dtype=_cdt(like))
+        return 1.0 / t if invert else t
     check_positive(value, name)
     v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
     s = 1.0 / v if invert else v
@@ -106,9 +140,14 @@ def _as_scale(value, name: str, like: torch.Tensor, *, invert: bool) -> torch.Te
     return 1.0 / t if invert else t
 
 
-def check_logit_range(scale: torch.Tensor, q: torch.Tensor, k: torch.Tensor, name: str, bias=None) -> None:
+def check_logit_range(scale: torch.Tensor, q: torch.Tensor, k: torch.Tensor, name: str, bias=None,
+                      checks: DeferredChecks | None = None) -> None:
     """Raise unless every logit ``scale * q_i.k_j (+ bias)`` is bounded by ``MAX_LOGIT``
-    (bound: ``scale * max|q_i| * max|k_j| + |bias|``, an O(N D) pass)."""
+    (bound: ``scale * max|q_i| * max|k_j| + |bias|``, an O(N D) pass; deferred to
+    ``checks`` under torch.compile)."""
+    if checks is not None and checks.active:
+        checks.add("logit_range", (scale, q, k, scale.new_zeros(()) if bias is None else bias), name)
+        return
     qn = float(torch.linalg.vector_norm(q.detach(), dim=1, dtype=torch.float64).max())
     kn = float(torch.linalg.vector_norm(k.detach(), dim=1, dtype=torch.float64).max())
     bound = float(scale.detach()) * qn * kn + (abs(float(bias.detach())) if bias is not None else 0.0)
@@ -118,10 +157,15 @@ def check_logit_range(scale: torch.Tensor, q: torch.Tensor, k: torch.Tensor, nam
                          f"{qn:g} and {kn:g}")
 
 
-def check_pair(a, b, name_a: str, name_b: str) -> None:
-    """Both 2-D, same shape/dtype/device, finite, N >= 1 and D >= 1."""
-    check_tensor(a, name_a, ndim=2)
-    check_tensor(b, name_b, ndim=2)
+def check_pair(a, b, name_a: str, name_b: str, checks: DeferredChecks | None = None) -> None:
+    """Both 2-D, same shape/dtype/device, finite, N >= 1 and D >= 1 (the NaN/inf scans
+    deferred to ``checks`` under torch.compile)."""
+    defer = checks is not None and checks.active
+    check_tensor(a, name_a, ndim=2, finite=not defer)
+    check_tensor(b, name_b, ndim=2, finite=not defer)
+    if defer:
+        checks.add("finite", (a,), name_a)
+        checks.add("finite", (b,), name_b)
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the same shape as {name_a} (matching N and D), "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -133,8 +177,21 @@ def check_pair(a, b, name_a: str, name_b: str) -> None:
 _check_pair = check_pair
 
 
-def _check_queue(queue, query) -> None:
-    check_tensor(queue, "queue", ndim=2)
+@register_check("finite")
+def _check_finite(x, name):
+    check_tensor(x, name, dtypes=None)
+
+
+register_check("scale")(lambda v, name, invert: _as_scale(v, name, v, invert=invert))
+register_check("scalar")(lambda v, name, positive: as_scalar(v, name, v, positive=positive))
+register_check("logit_range")(lambda scale, q, k, bias, name: check_logit_range(scale, q, k, name, bias))
+
+
+def _check_queue(queue, query, checks: DeferredChecks | None = None) -> None:
+    defer = checks is not None and checks.active
+    check_tensor(queue, "queue", ndim=2, finite=not defer)
+    if defer:
+        checks.add("finite", (queue,), "queue")
     if queue.shape[1] != query.shape[1]:
         raise ValueError(f"queue must have D={query.shape[1]} columns like query, got shape {tuple(queue.shape)}")
     if queue.device != query.device:
@@ -189,15 +246,17 @@ def info_nce(query, key, temperature=0.1, *, queue=None, normalize=True, reducti
     torch.Tensor
         0-d loss, or [N] per-row losses for ``reduction="none"``.
     """
-    _check_pair(query, key, "query", "key")
+    checks = DeferredChecks()
+    _check_pair(query, key, "query", "key", checks)
     check_choice(reduction, "reduction", REDUCTIONS)
     if queue is not None:
-        _check_queue(queue, query)
-    scale = _as_scale(temperature, "temperature", query, invert=True)
+        _check_queue(queue, query, checks)
+    scale = _as_scale(temperature, "temperature", query, invert=True, checks=checks)
     if normalize:
         query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
     else:
-        check_logit_range(scale, query, key if queue is None else torch.cat([key, queue.to(key)]), "1/temperature")
+        check_logit_range(scale, query, key if queue is None else torch.cat([key, queue.to(key)]), "1/temperature",
+                          checks=checks)
     keys, _ = _gather(key, gather_distributed)
     lse, _ = lse_core(query, keys, scale)
     if queue is not None:
@@ -206,7 +265,7 @@ def info_nce(query, key, temperature=0.1, *, queue=None, normalize=True, reducti
             queue = F.normalize(queue, dim=1)
         lse = torch.logaddexp(lse, lse_core(query, queue, scale)[0])
     pos = scale * _rowdot(_compute(query), _compute(key))
-    return _reduce(lse - pos, reduction)
+    return checks.apply(_reduce(lse - pos, reduction))
 
 
 def moco_loss(query, key, queue, temperature=0.2, *, normalize=True, reduction="mean"):
@@ -226,18 +285,19 @@ def moco_loss(query, key, queue, temperature=0.2, *, normalize=True, reduction="
     -------
     torch.Tensor
     """
-    _check_pair(query, key, "query", "key")
+    checks = DeferredChecks()
+    _check_pair(query, key, "query", "key", checks)
     check_choice(reduction, "reduction", REDUCTIONS)
-    _check_queue(queue, query)
-    scale = _as_scale(temperature, "temperature", query, invert=True)
+    _check_queue(queue, query, checks)
+    scale = _as_scale(temperature, "temperature", query, invert=True, checks=checks)
     queue = queue.detach().to(query.dtype)
     if normalize:
         query, key, queue = F.normalize(query, dim=1), F.normalize(key, dim=1), F.normalize(queue, dim=1)
     else:
-        check_logit_range(scale, query, torch.cat([key, queue]), "1/temperature")
+        check_logit_range(scale, query, torch.cat([key, queue]), "1/temperature", checks=checks)
     pos = scale * _rowdot(_compute(query), _compute(key))
     lse = torch.logaddexp(pos, lse_core(query, queue, scale)[0])
-    return _reduce(lse - pos, reduction)
+    return checks.apply(_reduce(lse - pos, reduction))
 
 
 def nt_xent(z1, z2, temperature=0.5, *, normalize=True, gather_distributed=False):
@@ -258,21 +318,22 @@ def nt_xent(z1, z2, temperature=0.5, *, normalize=True, gather_distributed=False
     -------
     torch.Tensor, 0-d
     """
-    _check_pair(z1, z2, "z1", "z2")
-    scale = _as_scale(temperature, "temperature", z1, invert=True)
+    checks = DeferredChecks()
+    _check_pair(z1, z2, "z1", "z2", checks)
+    scale = _as_scale(temperature, "temperature", z1, invert=True, checks=checks)
     n = z1.shape[0]
     if normalize:
         z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     else:
         zz = torch.cat([z1, z2])
-        check_logit_range(scale, zz, zz, "1/temperature")
+        check_logit_range(scale, zz, zz, "1/temperature", checks=checks)
     z = torch.cat([z1, z2], dim=0)
     keys, offset = _gather(z, gather_distributed)
     # rank blocks of the gathered keys are [z1_r; z2_r]: self at i + offset
     lse, _ = lse_core(z, keys, scale, mask_offset=offset, symmetric=keys is z)
     pos = scale * _rowdot(_compute(z1), _compute(z2))
     # per-row differences first: lse and pos are large and nearly cancel
-    return (lse.view(2, n) - pos).mean()
+    return checks.apply((lse.view(2, n) - pos).mean())
 
 
 def clip_loss(image_features, text_features, logit_scale, logit_bias=None, *, gather_distributed=False):
@@ -322,9 +383,10 @@ def _clip(image_features, text_features, logit_scale, logit_bias, *, local_loss:
     in backward); otherwise only this rank's own rows do (open_clip keeps the
     local slot for ``local_loss=False`` and detaches all keys for ``local_loss=True``).
     """
-    _check_pair(image_features, text_features, "image_features", "text_features")
-    scale = _as_scale(logit_scale, "logit_scale", image_features, invert=False)
-    check_logit_range(scale, image_features, text_features, "logit_scale")
+    checks = DeferredChecks()
+    _check_pair(image_features, text_features, "image_features", "text_features", checks)
+    scale = _as_scale(logit_scale, "logit_scale", image_features, invert=False, checks=checks)
+    check_logit_range(scale, image_features, text_features, "logit_scale", checks=checks)
     img, txt = image_features, text_features
     if distributed and local_loss:
         keys_t = _gather_open_clip(txt, gather_with_grad, keep_local=False)
@@ -346,9 +408,9 @@ def _clip(image_features, text_features, logit_scale, logit_bias, *, local_loss:
         loss = ((lse_i - pos) + (lse_t - pos)).mean() / 2
     if logit_bias is not None:
         # a logit bias shifts every logit, positives included: it cancels exactly
-        bias = as_scalar(logit_bias, "logit_bias", image_features, positive=False)
+        bias = as_scalar(logit_bias, "logit_bias", image_features, positive=False, checks=checks)
         loss = loss + 0.0 * bias
-    return loss
+    return checks.apply(loss)
 
 
 def alignment(x, y, alpha=2):
@@ -363,9 +425,10 @@ def alignment(x, y, alpha=2):
     -------
     torch.Tensor, 0-d
     """
-    _check_pair(x, y, "x", "y")
+    checks = DeferredChecks()
+    _check_pair(x, y, "x", "y", checks)
     check_positive(alpha, "alpha", allow_tensor=False)
-    return (x - y).norm(dim=1).pow(alpha).mean()
+    return checks.apply((x - y).norm(dim=1).pow(alpha).mean())
 
 
 def uniformity(x, t=2):
@@ -386,20 +449,29 @@ def uniformity(x, t=2):
     -------
     torch.Tensor, 0-d
     """
-    check_tensor(x, "x", ndim=2, min_rows=2)
+    checks = DeferredChecks()
+    check_tensor(x, "x", ndim=2, min_rows=2, finite=not checks.active)
+    if checks.active:
+        checks.add("finite", (x,), "x")
     if x.shape[1] == 0:
         raise ValueError(f"x has no features (D = 0): shape {tuple(x.shape)}")
     check_positive(t, "t", allow_tensor=False)
     xc = _compute(x)
     xc = xc - xc.mean(dim=0, keepdim=True)
     sq = (xc * xc).sum(1, keepdim=True)
-    bound = 4.0 * float(t) * float(sq.detach().max())
-    if not bound <= MAX_LOGIT:
-        raise ValueError(f"t times the squared spread of x must be <= {MAX_LOGIT:g} (float32 overflows beyond), "
-                         f"got t={float(t):g} with max |x_i - mean|^2 = {float(sq.detach().max()):g}")
+    checks.add("spread", (sq,), float(t))
     q = torch.cat([xc, torch.ones_like(sq)], dim=1)
     k = torch.cat([xc, -0.5 * sq], dim=1)
     scale = torch.tensor(2.0 * float(t), dtype=xc.dtype, device=x.device)
     lse, _ = lse_core(q, k, scale, mask_offset=0)
     n = x.shape[0]
-    return torch.logsumexp(lse - float(t) * sq.reshape(-1), dim=0) - math.log(n * (n - 1))
+    return checks.apply(torch.logsumexp(lse - float(t) * sq.reshape(-1), dim=0) - math.log(n * (n - 1)))
+
+
+@register_check("spread")
+def _check_spread(sq: torch.Tensor, t: float) -> None:
+    """uniformity: ``4 t max|x_i - mean|^2`` must stay within the float32 logit range."""
+    bound = 4.0 * t * float(sq.detach().max())
+    if not bound <= MAX_LOGIT:
+        raise ValueError(f"t times the squared spread of x must be <= {MAX_LOGIT:g} (float32 overflows beyond), "
+                         f"got t={t:g} with max |x_i - mean|^2 = {float(sq.detach().max()):g}")

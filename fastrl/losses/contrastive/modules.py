@@ -44,14 +44,28 @@ class MoCoQueue(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Overwrite the oldest rows with ``keys`` [B, D] (wrapping around)."""
-        check_tensor(keys, "keys", ndim=2)
+        check_tensor(keys, "keys", ndim=2, finite=False)
         if keys.shape[1] != self.dim:
             raise ValueError(f"keys must have dim={self.dim} columns, got shape {tuple(keys.shape)}")
-        keys = keys.detach().to(self.bank)[-self.size:]
-        b, p = keys.shape[0], int(self.ptr)
-        idx = (torch.arange(b, device=self.bank.device) + p) % self.size
-        self.bank[idx] = keys
-        self.ptr.fill_((p + b) % self.size)
+        # one registered op (the NaN scan and the pointer read inside): no graph break under torch.compile
+        _queue_enqueue(self.bank, self.ptr, keys.detach())
+
+
+@torch.library.custom_op("fastrl::queue_enqueue", mutates_args=("bank", "ptr"))
+def _queue_enqueue(bank: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
+    """Write ``keys`` (finite, checked here) into the ring buffer ``bank`` at ``ptr`` and advance it."""
+    check_tensor(keys, "keys", ndim=2)
+    size = bank.shape[0]
+    keys = keys.to(bank)[-size:]
+    b, p = keys.shape[0], int(ptr)
+    idx = (torch.arange(b, device=bank.device) + p) % size
+    bank[idx] = keys
+    ptr.fill_((p + b) % size)
+
+
+@_queue_enqueue.register_fake
+def _(bank, ptr, keys):
+    return None
 
 
 class MemoryBankModule(nn.Module):

@@ -101,26 +101,51 @@ _PEERS = {
     "lightly_memory_bank": ("lightly", "models/modules/memory_bank.py", "MemoryBankModule",
                             (("lightly.models.utils", {}),)),
     "lightly_vicreg": ("lightly", "loss/vicreg_loss.py", "VICRegLoss", ()),
+    "lightly_negcos": ("lightly", "loss/negative_cosine_similarity.py", "NegativeCosineSimilarity", ()),
     "open_clip": ("open_clip", "loss.py", "ClipLoss", ()),
     "open_clip_siglip": ("open_clip", "loss.py", "SigLipLoss", ()),
 }
 
 
-def load_peer(name: str):
+def load_peer(name: str, required: bool = False):
     """The peer class named in ``_PEERS`` (``"lightly"`` -> ``NTXentLoss``,
     ``"lightly_memory_bank"`` -> ``MemoryBankModule``, ``"lightly_vicreg"`` ->
-    ``VICRegLoss``, ``"open_clip"`` -> ``ClipLoss``, ``"open_clip_siglip"`` ->
-    ``SigLipLoss``); None when the package is not installed or cannot load.
-    Used by the tests and benchmarks only."""
+    ``VICRegLoss``, ``"lightly_negcos"`` -> ``NegativeCosineSimilarity``,
+    ``"open_clip"`` -> ``ClipLoss``, ``"open_clip_siglip"`` ->
+    ``SigLipLoss``). Used by the tests and benchmarks only.
+
+    When the peer cannot be loaded: with ``required=True`` an ``ImportError``
+    says why; otherwise None is returned, and if the package is installed but
+    its module fails to load (a broken install, not an absent one) a
+    ``RuntimeWarning`` gives the cause, so that a peer is never dropped silently.
+    """
     if name not in _PEERS:
         raise ValueError(f"unknown peer {name!r}")
     package, relpath, attr, stubs = _PEERS[name]
-    try:
+    try:  # an earlier call may have left a bare namespace module (no __spec__) in sys.modules
+        installed = package in sys.modules or importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        installed = False
+    error = None if installed else f"package {package!r} is not installed"
+    mod = None
+    if installed:
         try:
-            mod = importlib.import_module(package + "." + relpath[:-3].replace("/", "."))
-        except Exception:
-            # the package's __init__ pulls in torchvision: load the one file
-            mod = _load_module_file(package, relpath, stubs=stubs)
-        return getattr(mod, attr, None) if mod is not None else None
-    except Exception:
-        return None
+            try:
+                mod = importlib.import_module(package + "." + relpath[:-3].replace("/", "."))
+            except Exception:
+                # the package's __init__ pulls in torchvision: load the one file
+                mod = _load_module_file(package, relpath, stubs=stubs)
+        except Exception as exc:
+            error = f"{package}/{relpath} failed to load: {type(exc).__name__}: {exc}"
+        else:
+            if mod is None or getattr(mod, attr, None) is None:
+                error = f"{package}/{relpath} has no {attr}"
+    if error is None:
+        return getattr(mod, attr)
+    msg = f"peer {name!r} ({package} {attr}) cannot be loaded: {error}"
+    if required:
+        raise ImportError(msg)
+    if installed:
+        import warnings
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return None

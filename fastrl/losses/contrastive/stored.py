@@ -43,8 +43,12 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_cuda:
         try:
             return torch.mm(a, b, out_dtype=torch.float32)
-        except (TypeError, RuntimeError):
-            pass
+        except (TypeError, RuntimeError) as exc:
+            from fastrl._dispatch import warn_fallback
+            warn_fallback("contrastive.stored_mm_out_dtype",
+                          f"fastrl: torch.mm(..., out_dtype=float32) failed for {a.dtype} on {a.device} "
+                          f"({type(exc).__name__}: {exc}); the stored-logits path upcasts both operands to "
+                          "float32 instead (an fp32 GEMM: slower, more memory)")
     return a.float() @ b.float()
 
 

@@ -36,6 +36,8 @@ to the operand dtype for the second product; for fp16 it is first scaled by
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 
 import torch
 import triton
@@ -46,7 +48,6 @@ from fastrl._dispatch import autotune_enabled, fp32_precision, interpreting, upc
 # globals read inside @triton.jit must be tl.constexpr (a compile error on a GPU otherwise)
 _NEG_INF = tl.constexpr(float("-inf"))
 _P_SCALE = tl.constexpr(16384.0)  # fp16 P is stored as P * 2^14 / max|g| (<= 2^15 < 65504)
-_SCALE_FP16_P = True  # False reproduces the old fp16 underflow (tests only)
 
 
 # a block of rows [BLOCK_M, BLOCK_D] of X (zero padded), upcast for the interpreter's bf16 dot
@@ -166,8 +167,9 @@ def _lse_bwd_kernel(A, B, OUT, OUT_B, LSE_R, G_R, LSE_C, G_C, GMAX, M, N, D, str
 
 # ------------------------------------------------------------------ tiles and tuning
 # At most 6 configs per kernel, in order of preference: the first one that survives the
-# pruner is the fixed config used with FASTRL_AUTOTUNE=0. BLOCK_M 64/128 keeps Hopper's
-# wgmma (M a multiple of 64) and lets the row block live in shared memory.
+# pruner (for the device's shared memory, see smem_budget) is the fixed config used with
+# FASTRL_AUTOTUNE=0. BLOCK_M 64/128 keeps Hopper's wgmma (M a multiple of 64) and lets the
+# row block live in shared memory.
 CONFIGS = (
     dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3),
     dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2),
@@ -176,7 +178,53 @@ CONFIGS = (
     dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2),  # backward at D = 512
     dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1),  # fallback for wide D (fp32 D = 512: 192 KiB smem)
 )
-_SMEM_BYTES = 200 * 1024  # of Hopper's 227 KiB per block, leaving room for the epilogue
+# Shared memory per block (opt-in maximum) of some GPUs, for tests and ahead-of-time builds;
+# at run time smem_budget reads the device's own limit.
+SMEM_LIMITS = {"sm_90": 227 * 1024, "sm_80": 163 * 1024, "sm_86": 99 * 1024, "sm_89": 99 * 1024}
+SMEM_MARGIN = 27 * 1024  # left for the epilogue and the estimate's error (Hopper: 200 of 227 KiB)
+SMEM_FALLBACK = SMEM_LIMITS["sm_89"]  # no device to ask (CPU, interpreter): the smallest limit above
+
+
+def smem_budget_for(limit: int) -> int:
+    """Bytes of shared memory a tile config may take on a GPU whose per-block limit is ``limit``."""
+    return max(int(limit) - SMEM_MARGIN, 16 * 1024)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_smem_limit(index: int) -> int:
+    try:
+        return int(triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"])
+    except Exception:  # no CUDA driver (interpreter) or another backend: ask torch
+        props = torch.cuda.get_device_properties(index)
+        return int(getattr(props, "shared_memory_per_block_optin", 0) or SMEM_FALLBACK)
+
+
+def smem_budget(device=None) -> int:
+    """Shared-memory budget (bytes) of the tile configs on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device, str, int or None
+        A CUDA device (None: the current one when CUDA is available).
+
+    Returns
+    -------
+    int
+        The device's per-block limit (triton's ``max_shared_mem``, else torch's
+        ``shared_memory_per_block_optin``) minus ``SMEM_MARGIN``; on CPU tensors
+        or without CUDA, :func:`smem_budget_for` of ``SMEM_FALLBACK`` (99 KiB, the
+        sm_86/sm_89 limit), which every supported GPU has.
+    """
+    if device is None:
+        if not torch.cuda.is_available():
+            return smem_budget_for(SMEM_FALLBACK)
+        device = torch.cuda.current_device()
+    if not isinstance(device, int):
+        device = torch.device(device)
+        if device.type != "cuda":
+            return smem_budget_for(SMEM_FALLBACK)
+        device = device.index if device.index is not None else torch.cuda.current_device()
+    return smem_budget_for(_device_smem_limit(device))
 
 
 def _cost(cfg: dict, block_d: int, elem_bytes: int, backward: bool):
@@ -197,16 +245,23 @@ def _cost(cfg: dict, block_d: int, elem_bytes: int, backward: bool):
     return smem, regs
 
 
-def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = False) -> bool:
-    """Whether a tile config fits Hopper without register spills (see :func:`_cost`):
-    shared memory <= 200 KiB of the 227, and a register estimate that ptxas compiled
-    without spilling (backward <= 64, forward <= 210 values per thread)."""
+def admissible(cfg: dict, block_d: int, elem_bytes: int = 2, backward: bool = False,
+               smem_bytes: int | None = None) -> bool:
+    """Whether a tile config fits without register spills (see :func:`_cost`): shared
+    memory <= ``smem_bytes`` (default :func:`smem_budget` of the current device; Hopper:
+    200 KiB of the 227), and a register estimate that ptxas compiled without spilling
+    (backward <= 64, forward <= 210 values per thread)."""
     smem, regs = _cost(cfg, block_d, elem_bytes, backward)
-    return smem <= _SMEM_BYTES and regs <= (64 if backward else 210)
+    budget = smem_budget() if smem_bytes is None else smem_bytes
+    return smem <= budget and regs <= (64 if backward else 210)
 
 
-def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False) -> list[dict]:
+def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False,
+                 smem_bytes: int | None = None) -> list[dict]:
     """The configs the pruner keeps for this BLOCK_D, in order of preference. Never empty.
+
+    ``smem_bytes``: the shared-memory budget (default :func:`smem_budget` of the current
+    device; the launches pass their tensors' device).
 
     When none is spill-free (the backward at D = 512, whose accumulator alone is
     BLOCK_M x 512 fp32), it keeps the wide-row tiles (BLOCK_M >= 64: B is re-read every
@@ -214,10 +269,11 @@ def kept_configs(block_d: int, elem_bytes: int = 2, backward: bool = False) -> l
     registers (fewer spills, B re-read every 16 rows): autotuning, or the GPU check's
     per-config timings, decide between them.
     """
-    kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes, backward)]
+    budget = smem_budget() if smem_bytes is None else smem_bytes
+    kept = [c for c in CONFIGS if admissible(c, block_d, elem_bytes, backward, budget)]
     if kept:
         return kept
-    fit = [c for c in CONFIGS if _cost(c, block_d, elem_bytes, backward)[0] <= _SMEM_BYTES] or [CONFIGS[-1]]
+    fit = [c for c in CONFIGS if _cost(c, block_d, elem_bytes, backward)[0] <= budget] or [CONFIGS[-1]]
     lean = min(fit, key=lambda c: _cost(c, block_d, elem_bytes, backward)[1])
     return [c for c in fit if c["BLOCK_M"] >= 64 and c is not lean] + [lean]
 
@@ -227,7 +283,8 @@ def _prune(configs, named_args, **kwargs):
     a = named_args.get("A")
     eb = a.element_size() if hasattr(a, "element_size") else 2
     names = [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
-    keep = kept_configs(bd, eb, backward="OUT_B" in named_args)
+    keep = kept_configs(bd, eb, backward="OUT_B" in named_args,
+                        smem_bytes=smem_budget(a.device) if hasattr(a, "device") else None)
     return [c for c, n in zip(configs, names) if n in keep] or configs[-1:]
 
 
@@ -252,7 +309,11 @@ _bwd_tuned = triton.autotune(_triton_configs(),
                              prune_configs_by=_PRUNE, reset_to_zero=["OUT_B"])(_lse_bwd_kernel)
 
 _INTERP_TILES = dict(BLOCK_M=32, BLOCK_N=32)  # the interpreter: small fixed tiles (tuning only costs time)
-_override: dict = {}
+_tiles = threading.local()  # .override: the tile_config of this thread (like use_backend)
+
+
+def _override() -> dict:
+    return getattr(_tiles, "override", None) or {}
 
 
 @contextlib.contextmanager
@@ -261,28 +322,31 @@ def tile_config(cfg: dict | None = None, col_groups: int | None = None):
 
     ``cfg``: ``BLOCK_M``, ``BLOCK_N`` (+ optional ``num_warps``, ``num_stages``);
     ``col_groups``: number of programs of the fused row+column forward (each then
-    handles several row blocks).
+    handles several row blocks). Like :func:`fastrl.use_backend`, the override is
+    thread-local, nests (an inner block keeps what it does not set) and is undone on exit.
     """
-    saved = dict(_override)
+    previous = getattr(_tiles, "override", None)
+    current = dict(previous or {})
     if cfg is not None:
-        _override["cfg"] = dict(cfg)
+        current["cfg"] = dict(cfg)
     if col_groups is not None:
-        _override["groups"] = int(col_groups)
+        current["groups"] = int(col_groups)
+    _tiles.override = current
     try:
         yield
     finally:
-        _override.clear()
-        _override.update(saved)
+        _tiles.override = previous
 
 
-def _fixed(block_d: int, elem_bytes: int, backward: bool = False) -> dict | None:
+def _fixed(block_d: int, elem_bytes: int, backward: bool = False, device=None) -> dict | None:
     """The launch config when not autotuning, or None to autotune."""
-    if "cfg" in _override:
-        return _override["cfg"]
+    override = _override()
+    if "cfg" in override:
+        return override["cfg"]
     if interpreting():
         return _INTERP_TILES
     if not autotune_enabled():
-        return kept_configs(block_d, elem_bytes, backward)[0]
+        return kept_configs(block_d, elem_bytes, backward, smem_budget(device))[0]
     return None
 
 
@@ -290,7 +354,7 @@ LAST_LAUNCH: dict = {}  # "fwd"/"bwd" -> (compiled kernel or None, config): regi
 
 
 def _launch(kernel, tuned, grid_of, args, flags, block_d: int, elem_bytes: int) -> None:
-    cfg = _fixed(block_d, elem_bytes, backward="GRAD_B" in flags)
+    cfg = _fixed(block_d, elem_bytes, backward="GRAD_B" in flags, device=args[0].device)
     if cfg is None:
         ret = tuned[lambda meta: grid_of(meta["BLOCK_M"])](*args, **flags)
         cfg = getattr(tuned, "best_config", None)
@@ -312,8 +376,9 @@ def _common(a: torch.Tensor, precision: str | None):
 def _col_groups(n_cols: int, device) -> int:
     """Programs of the fused forward: partial column rows [G, N] of <= 256 MiB, and at
     least 2 per SM so the GPU stays busy whatever N."""
-    if "groups" in _override:
-        return max(1, _override["groups"])
+    override = _override()
+    if "groups" in override:
+        return max(1, override["groups"])
     budget = max(1, (256 << 20) // (8 * max(n_cols, 1)))
     if device.type == "cuda":
         budget = max(budget, 2 * torch.cuda.get_device_properties(device).multi_processor_count)
@@ -328,7 +393,7 @@ def lse_fwd(a: torch.Tensor, b: torch.Tensor, scale: float, mask_offset, want_co
     m, n = a.shape[0], b.shape[0]
     d, block_d, upcast, prec = _common(a, precision)
     out = torch.empty(m, dtype=torch.float32, device=a.device)
-    cfg = _fixed(block_d, a.element_size())
+    cfg = _fixed(block_d, a.element_size(), device=a.device)
     bm_min = cfg["BLOCK_M"] if cfg is not None else min(c["BLOCK_M"] for c in CONFIGS)
     groups = min(_col_groups(n, a.device), triton.cdiv(m, bm_min)) if want_col else 1
     shape = (groups, n) if want_col else (1,)
@@ -360,9 +425,10 @@ def lse_rows(a: torch.Tensor, b: torch.Tensor, scale: float, mask_offset, precis
 
 
 def grad_rows(a, b, scale: float, mask_offset, lse_r, g_r, lse_c, g_c, *, grad_b: bool = False,
-              precision: str | None = None):
+              precision: str | None = None, scale_fp16_p: bool = True):
     """Unscaled gradient rows ``P b`` [M, D] (fp32) and, with ``grad_b``, ``P^T a`` [N, D]
-    from the same recompute (else None); ``lse_r``/``lse_c`` may be None."""
+    from the same recompute (else None); ``lse_r``/``lse_c`` may be None.
+    ``scale_fp16_p=False`` skips the fp16 P scaling (reproduces the old underflow: tests)."""
     a, b = a.contiguous(), b.contiguous()
     m, n = a.shape[0], b.shape[0]
     d, block_d, upcast, prec = _common(a, precision)
@@ -372,7 +438,7 @@ def grad_rows(a, b, scale: float, mask_offset, lse_r, g_r, lse_c, g_c, *, grad_b
     has_row, has_col = lse_r is not None, lse_c is not None
     g_r = g_r.float().contiguous() if has_row else dummy
     g_c = g_c.float().contiguous() if has_col else dummy
-    scale_p = a.dtype == torch.float16 and _SCALE_FP16_P
+    scale_p = a.dtype == torch.float16 and bool(scale_fp16_p)
     if scale_p:
         gs = [g.abs().amax() for g, has in ((g_r, has_row), (g_c, has_col)) if has and g.numel()]
         gmax = torch.stack(gs).amax().reshape(1) if gs else dummy
@@ -402,6 +468,8 @@ class TritonLSE(torch.autograd.Function):
             clse = rlse.new_empty(0)
         ctx.save_for_backward(q, k, scale, rlse, clse)
         ctx.mask_offset, ctx.want_col, ctx.symmetric, ctx.precision = mask_offset, want_col, symmetric, precision
+        # the backward may run on autograd's device thread: carry this thread's tile_config there
+        ctx.tiles = _override()
         return rlse, clse
 
     @staticmethod
@@ -414,13 +482,14 @@ class TritonLSE(torch.autograd.Function):
         if ctx.want_col:
             gc = grad_clse if grad_clse is not None else torch.zeros_like(clse)
         dk = None
-        if ctx.symmetric:
-            # K is Q: dZ = (P + P^T) Z in one launch, P^T's rows use the row LSE of the columns
-            dq, _ = grad_rows(q, q, s, off, rlse, gr, rlse, gr, precision=prec)
-        else:
-            # dQ = P K and dK = P^T Q from one recompute of S (dK through atomics)
-            dq, dk = grad_rows(q, k, s, off, rlse, gr, clse if ctx.want_col else None, gc,
-                               grad_b=ctx.needs_input_grad[1], precision=prec)
+        with tile_config(ctx.tiles.get("cfg"), ctx.tiles.get("groups")):
+            if ctx.symmetric:
+                # K is Q: dZ = (P + P^T) Z in one launch, P^T's rows use the row LSE of the columns
+                dq, _ = grad_rows(q, q, s, off, rlse, gr, rlse, gr, precision=prec)
+            else:
+                # dQ = P K and dK = P^T Q from one recompute of S (dK through atomics)
+                dq, dk = grad_rows(q, k, s, off, rlse, gr, clse if ctx.want_col else None, gc,
+                                   grad_b=ctx.needs_input_grad[1], precision=prec)
         dscale = None
         if ctx.needs_input_grad[2]:
             total = torch.dot(q.float().reshape(-1), dq.reshape(-1))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fastrl import distributed as fdist
-from fastrl._dispatch import use_triton
+from fastrl._dispatch import use_triton_no_fp64
 from fastrl._validation import check_choice, check_positive, check_same_dtype_device, check_same_shape, check_tensor
 
 from . import cpu
@@ -23,10 +23,8 @@ FORMS = ("auto", "gram", "cross")
 
 
 def _impl(*tensors):
-    """The kernel module for this call (fp64 always takes the torch path)."""
-    if any(t.dtype == torch.float64 for t in tensors):
-        return cpu
-    if use_triton(*tensors):
+    """The kernel module for this call (fp64 takes the torch path; a forced triton backend raises)."""
+    if use_triton_no_fp64("decorrelation loss", *tensors):
         from . import triton_kernels
         return triton_kernels
     return cpu

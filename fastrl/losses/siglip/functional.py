@@ -12,15 +12,16 @@ from __future__ import annotations
 import torch
 
 from fastrl import distributed as fdist
-from fastrl._dispatch import use_triton
+from fastrl._dispatch import use_triton_no_fp64
 from fastrl._validation import check_choice
+from fastrl.losses._compile import DeferredChecks
 from fastrl.losses.contrastive.functional import as_scalar, check_logit_range, check_pair
 
 DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 
 
 def _impl(x: torch.Tensor):
-    if use_triton(x) and x.dtype != torch.float64:
+    if use_triton_no_fp64("siglip loss", x):
         from . import triton_kernels
         return triton_kernels
     from . import cpu
@@ -81,17 +82,19 @@ class SigLipSum(torch.autograd.Function):
         return dx, dy, dscale, dbias, None, None
 
 
-def _prepare(image_features, text_features, logit_scale, logit_bias):
-    check_pair(image_features, text_features, "image_features", "text_features")
-    scale = as_scalar(logit_scale, "logit_scale", image_features, positive=True)
-    bias = as_scalar(0.0 if logit_bias is None else logit_bias, "logit_bias", image_features, positive=False)
+def _prepare(image_features, text_features, logit_scale, logit_bias, checks=None):
+    check_pair(image_features, text_features, "image_features", "text_features", checks)
+    scale = as_scalar(logit_scale, "logit_scale", image_features, positive=True, checks=checks)
+    bias = as_scalar(0.0 if logit_bias is None else logit_bias, "logit_bias", image_features, positive=False,
+                     checks=checks)
     return scale, bias
 
 
 def _total(x, y, scale, bias, pos_offset):
     # gradients in the forward pass only when a backward can follow (not under no_grad / eval)
     fuse = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, scale, bias))
-    return SigLipSum.apply(x, y, scale, bias, pos_offset, fuse)
+    from .ops import siglip_sum  # SigLipSum as one registered op (a single node under torch.compile)
+    return siglip_sum(x, y, scale, bias, pos_offset, fuse)
 
 
 def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, negative_only=False):
@@ -115,10 +118,11 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, 
         ``-1/N sum_ij log sigmoid(z_ij (s x_i.y_j + b))``, ``z = 2 I - 1``;
         fp32 (fp64 for fp64 inputs). Memory O(N D): the N x N logits are never stored.
     """
-    scale, bias = _prepare(image_features, text_features, logit_scale, logit_bias)
-    check_logit_range(scale, image_features, text_features, "logit_scale", bias=bias)
+    checks = DeferredChecks()
+    scale, bias = _prepare(image_features, text_features, logit_scale, logit_bias, checks)
+    check_logit_range(scale, image_features, text_features, "logit_scale", bias=bias, checks=checks)
     total = _total(image_features, text_features, scale, bias, None if negative_only else 0)
-    return total / image_features.shape[0]
+    return checks.apply(total / image_features.shape[0])
 
 
 def siglip_loss_distributed(image_features, text_features, logit_scale, logit_bias=None, *, dist_impl="bidir"):
