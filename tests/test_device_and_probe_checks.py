@@ -43,9 +43,15 @@ def test_check_device_index_range(monkeypatch):
 
 
 def test_check_real():
+    # real input comes back as the same object: no copy, no cast (int stays int, fp16 stays fp16)
+    for v in (torch.randn(3), torch.arange(3), torch.ones(2, dtype=torch.float16), np.ones(2, np.int64),
+              np.arange(3, dtype=np.float32), [1.0, 2.0]):
+        out = check_real(v, "v")
+        assert out is v and getattr(out, "dtype", None) == getattr(v, "dtype", None)
     x = torch.randn(3)
-    assert check_real(x, "x") is x
-    assert check_real(np.ones(2, np.int64), "x") is not None
+    a = np.array([3, -1], np.int64)
+    out = check_real(a, "a")
+    assert out.dtype == np.int64 and out.tolist() == [3, -1]
     for z in (x.to(torch.complex64), np.ones(2, np.complex128)):
         with pytest.raises(TypeError, match="^z must be real-valued"):
             check_real(z, "z")

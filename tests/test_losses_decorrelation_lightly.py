@@ -75,6 +75,15 @@ def test_sym_neg_cosine_similarity():
     torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-12)
     loss.backward()
     assert z0.grad is None and z1.grad is None  # stop-gradient on the projections
-    assert p0.grad is not None and float(p0.grad.abs().max()) > 0
+    # the gradients are lightly's: its SymNegCosineSimilarityLoss (lightly < 1.5) is the mean of
+    # NegativeCosineSimilarity(p0, z1.detach()) and NegativeCosineSimilarity(p1, z0.detach())
+    lightly_negcos = require_peer("lightly_negcos")()
+    q0, q1 = p0.detach().clone().requires_grad_(), p1.detach().clone().requires_grad_()
+    ref = (lightly_negcos(q0, z1.detach()) + lightly_negcos(q1, z0.detach())) / 2
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
+    for got, exp in ((p0.grad, q0.grad), (p1.grad, q1.grad)):
+        assert float(exp.abs().max()) > 0
+        torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="out0"):
         SymNegCosineSimilarityLoss()(z0, (z1, p1))

@@ -9,7 +9,20 @@ from fastrl.manifold import TSNE
 from fastrl.manifold.tsne import (attractive_forces, bh_repulsion, dense_affinities, exact_affinities,
                                   exact_kl_gradient, fft_repulsion, joint_probabilities, kl_gradient,
                                   perplexity_affinities, symmetrize)
-from fastrl.neighbors import knn_graph
+from fastrl.neighbors import knn_graph, use_cpu_kernel
+
+from conftest import assert_within_rounding
+
+# Approximation errors at the fixed settings of the tests below, measured once (tests/conftest.py
+# states the rule: bound = 2x the max over seeds), normwise (``_rel``). Seeds: the ``problem``
+# fixture's (blobs 4, Y 5) and blobs s / Y s + 100 for s = 0..7; the octree's 21 and 30..37.
+BH_THETA05_GRAD_ERR = 1.52e-2  # Barnes-Hut, angle 0.5 (the fixture's seed: 1.06e-2)
+# FFT interpolation (50 boxes minimum, 3 nodes), exaggeration 3: (dof, scale) -> (gradient, KL relative)
+FFT_ERR = {(1.0, 1.0): (3.97e-4, 6.82e-6), (1.0, 0.01): (1.45e-7, 2.71e-8), (0.7, 1.0): (4.24e-4, 5.71e-6),
+           (1.0, 2.5): (2.43e-2, 6.41e-4)}
+# octree (Numba), angle 0.5, 300 points: (d, dof) -> (Z relative, R normwise)
+OCTREE_THETA05_ERR = {(1, 1.0): (8.24e-3, 3.03e-2), (1, 0.7): (6.83e-3, 2.56e-2), (2, 1.0): (7.70e-3, 3.33e-2),
+                      (2, 0.7): (5.11e-3, 2.71e-2), (3, 1.0): (3.51e-3, 2.98e-2), (3, 0.7): (1.14e-3, 1.88e-2)}
 
 
 def _blobs(n=157, d=7, seed=0):
@@ -76,19 +89,21 @@ def test_barnes_hut_approximation_is_close(problem):
     P, Ps, Y = problem
     _, grad = exact_kl_gradient(P, Y)
     _, grad2 = kl_gradient(Ps, Y, method="barnes_hut", theta=0.5)
-    assert _rel(grad2, grad) < 0.05
+    assert_within_rounding(_rel(grad2, grad), BH_THETA05_GRAD_ERR, factor=2, what="Barnes-Hut gradient")
 
 
 # The interpolation error grows with the box width (span / 50 boxes, at most
-# 1 as in FIt-SNE / openTSNE): ~1e-3 for boxes of 0.3, a few % for 0.7.
-@pytest.mark.parametrize("dof,scale,tol", [(1.0, 1.0, 5e-3), (1.0, 0.01, 1e-4), (0.7, 1.0, 5e-3), (1.0, 2.5, 0.05)])
-def test_fft_matches_exact(problem, dof, scale, tol):
+# 1 as in FIt-SNE / openTSNE): ~4e-4 for boxes of 0.3, a few % for 0.7; float32
+# rounding of the transforms (~1e-7) at scale 0.01.
+@pytest.mark.parametrize("dof,scale", list(FFT_ERR))
+def test_fft_matches_exact(problem, dof, scale):
     P, Ps, Y = problem
     Y = Y * scale
     kl, grad = exact_kl_gradient(P, Y, dof=dof, exaggeration=3.0)
     kl2, grad2 = kl_gradient(Ps, Y, method="fft", dof=dof, exaggeration=3.0)
-    assert abs(kl - kl2) < 1e-3 * abs(kl)
-    assert _rel(grad2, grad) < tol
+    grad_err, kl_err = FFT_ERR[dof, scale]
+    assert_within_rounding(abs(kl - kl2) / abs(kl), kl_err, factor=2, what="FFT KL")
+    assert_within_rounding(_rel(grad2, grad), grad_err, factor=2, what="FFT gradient")
 
 
 def test_attractive_and_repulsive_parts(problem):
@@ -110,12 +125,16 @@ KERNELS = list(__import__("fastrl.neighbors.knn", fromlist=["_core"])._core().cp
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_attractive_forces_every_cpu_kernel(monkeypatch, kernel):
+def test_attractive_forces_every_cpu_kernel(kernel):
     """The SIMD builds of the 2-D attractive forces (AVX2: 4 edges a step,
     AVX-512: 8, then a scalar tail) against the float64 formula, on rows of
     every length 0..40 and a Y_ref of another size; the KL evaluation takes the
     scalar loop and must agree with the forces it returns."""
-    monkeypatch.setenv("FASTRL_CPU_KERNEL", kernel)
+    with use_cpu_kernel(kernel):
+        _attractive_forces_match_formula()
+
+
+def _attractive_forces_match_formula():
     rng = np.random.default_rng(11)
     n, n_ref = 41, 53
     lengths = rng.permutation(np.arange(n))  # 0..40 edges per row
@@ -369,7 +388,9 @@ def test_octree_repulsion_matches_exact_sum(d):
         R, Z = bh_repulsion_nd(Y, theta=0.0, dof=dof)
         assert Z == pytest.approx(w.sum(), rel=1e-12) and _rel(R, R_ref) < 1e-12
         R, Z = bh_repulsion_nd(Y, theta=0.5, dof=dof)
-        assert Z == pytest.approx(w.sum(), rel=2e-2) and _rel(R, R_ref) < 0.1
+        z_err, r_err = OCTREE_THETA05_ERR[d, dof]
+        assert_within_rounding(abs(Z - w.sum()) / w.sum(), z_err, factor=2, what="octree Z")
+        assert_within_rounding(_rel(R, R_ref), r_err, factor=2, what="octree R")
 
 
 def test_barnes_hut_in_three_dimensions():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from fastrl._validation import as_float_array, check_positive
+from fastrl._validation import as_float_array, check_int32_points, check_positive
 from fastrl.neighbors import knn_graph, knn_query
 from fastrl.neighbors.knn import _core, _n_jobs
 
 PERPLEXITY_TOL = 1e-6  # on the entropy (nats): perplexity within ~perplexity * 1e-6
+INT32_IDS = "the sparse t-SNE affinities (int32 CSR column ids)"
 
 
 def n_neighbors_for(perplexity, n: int) -> int:
@@ -122,6 +123,7 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None) -> sp.csr_
     scipy.sparse.csr_matrix of float64, shape (N, N)
         Symmetric, sums to 1, sorted column indices (int32).
     """
+    check_int32_points(indices if n is None else n, "indices" if n is None else "n", INT32_IDS)
     idx = np.ascontiguousarray(indices, dtype=np.int64)
     Pc = np.ascontiguousarray(P_cond, dtype=np.float64)
     n = idx.shape[0] if n is None else n
@@ -150,6 +152,7 @@ def joint_probabilities(X, perplexity: float = 30.0, *, neighbors: str = "auto",
     -------
     scipy.sparse.csr_matrix, shape (N, N)
     """
+    check_int32_points(X, "X", INT32_IDS)
     X = as_float_array(X, "X")
     n = X.shape[0]
     perplexity = check_perplexity(perplexity, n)
@@ -171,6 +174,7 @@ def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: b
     -------
     scipy.sparse.csr_matrix, shape (N, N); and the precisions (N,) with ``return_beta``
     """
+    check_int32_points(idx, "idx", INT32_IDS)
     Pc, beta = multiscale_affinities(dist, perplexity, n_jobs=n_jobs, return_beta=True)
     P = symmetrize(idx, Pc, idx.shape[0], n_jobs=n_jobs)
     return (P, beta) if return_beta else P
@@ -239,7 +243,7 @@ def transform_affinities(X_index, X_new, perplexity: float, *, metric: str = "eu
     -------
     scipy.sparse.csr_matrix of float64, shape (M, N)
     """
-    n = np.shape(X_index)[0]
+    n = check_int32_points(X_index, "X_index", INT32_IDS)
     check_positive(perplexity, "perplexity", allow_tensor=False)
     k = int(min(n, max(1, int(3 * perplexity))))
     idx, dist = knn_query(X_index, X_new, k, metric=metric, n_jobs=n_jobs)

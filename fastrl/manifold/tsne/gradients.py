@@ -14,6 +14,9 @@ import numpy as np
 import scipy.fft
 import scipy.sparse as sp
 
+from fastrl._dispatch import warn_fallback
+from fastrl._validation import check_int32_points
+from fastrl.neighbors.cpu_kernel import cpu_kernel, supported_cpu_kernels
 from fastrl.neighbors.knn import _core, _n_jobs
 
 N_INTERP = 3  # Lagrange nodes per box (fixed in the compiled spreading code)
@@ -31,9 +34,91 @@ def max_boxes_for(n: int, min_num_intervals: int = 50) -> int:
 
 
 def fft_fits(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float = 1.0) -> bool:
-    """Whether the span of ``Y`` fits the capped grid at ``ints_in_interval``."""
+    """Whether the span of ``Y`` fits the capped grid at ``ints_in_interval``.
+
+    When it does not, the caller runs Barnes-Hut instead of the FFT
+    repulsion: that change of path warns once per process
+    (:class:`~fastrl._dispatch.FallbackWarning`, key ``"tsne.fft_grid_cap"``)
+    and is listed in ``fastrl.backend_info()["fallbacks"]``.
+    """
     span = float(Y.max() - Y.min())
-    return span / ints_in_interval <= max_boxes_for(Y.shape[0], min_num_intervals)
+    cap = max_boxes_for(Y.shape[0], min_num_intervals)
+    fits = span / ints_in_interval <= cap
+    if not fits:
+        warn_fallback("tsne.fft_grid_cap",
+                      f"fastrl: t-SNE asked for FFT-interpolated repulsion (method='fft'), but the embedding spans "
+                      f"{span:.4g} units, more than the grid's cap of {cap} boxes of width {ints_in_interval:g} "
+                      f"for N={Y.shape[0]}; Barnes-Hut repulsion runs instead while the span stays above the cap",
+                      stacklevel=4)
+    return fits
+
+
+SIMD_ATTRACTIVE_MAX_REF = 2**30  # csrc/tsne_forces.cpp: the SIMD loop gathers with doubled int32 offsets
+SIMD_ATTRACTIVE_KERNELS = ("avx2", "avx512")
+
+
+def _cpu_kernel_choice() -> tuple[str, bool]:
+    """The SIMD kernel the compiled core runs and whether the user chose it
+    (``FASTRL_CPU_KERNEL`` or ``use_cpu_kernel``) rather than it being the best this CPU runs."""
+    name = cpu_kernel()
+    return (supported_cpu_kernels()[-1], False) if name == "auto" else (name, True)
+
+
+def attractive_simd(n_ref: int, dim: int, eval_kl: bool, kernel: str | None = None,
+                    forced: bool | None = None) -> bool:
+    """Whether the compiled attractive forces run their SIMD kernel (the
+    condition of ``csrc/tsne_forces.cpp``), warning once when they fall back.
+
+    The SIMD kernel covers 2-D embeddings without the KL evaluation (the KL
+    checks every 50 iterations and other dimensions take the scalar loop by
+    design). It gives way to the scalar loop, which is a change of path and
+    warns once per process (:class:`~fastrl._dispatch.FallbackWarning`,
+    listed in ``fastrl.backend_info()["fallbacks"]``), when
+
+    * ``n_ref >= 2**30`` reference points (its gathers use doubled int32
+      offsets), key ``"tsne.attractive_simd_n_ref"``;
+    * the kernel in use is ``"base"`` without the user asking for it (a CPU or
+      build without AVX2+FMA), key ``"tsne.attractive_simd_isa"``.
+
+    Parameters
+    ----------
+    n_ref : int
+        Number of reference points (columns of P).
+    dim : int
+        Embedding dimension.
+    eval_kl : bool
+        Whether the KL divergence is evaluated in the same pass.
+    kernel : str, optional
+        The CPU kernel in use (``"base"``, ``"avx2"``, ``"avx512"``); default: the compiled core's.
+    forced : bool, optional
+        Whether the user chose ``kernel`` (``FASTRL_CPU_KERNEL`` or ``use_cpu_kernel``); default: as set now.
+
+    Returns
+    -------
+    bool
+        True when the SIMD kernel runs.
+    """
+    if dim != 2 or eval_kl:
+        return False
+    if n_ref >= SIMD_ATTRACTIVE_MAX_REF:
+        warn_fallback("tsne.attractive_simd_n_ref",
+                      f"fastrl: t-SNE attractive forces over {n_ref} reference points run the scalar loop instead "
+                      f"of the SIMD kernel: its gathers use doubled int32 offsets, so it takes fewer than 2**30 "
+                      f"points", stacklevel=4)
+        return False
+    if kernel is None or forced is None:
+        k, f = _cpu_kernel_choice()
+        kernel, forced = (k if kernel is None else kernel), (f if forced is None else forced)
+    if kernel in SIMD_ATTRACTIVE_KERNELS:
+        return True
+    if not forced:
+        warn_fallback("tsne.attractive_simd_isa",
+                      f"fastrl: t-SNE attractive forces run the scalar loop instead of the SIMD kernel: the CPU "
+                      f"kernel in use is {kernel!r} (the SIMD kernel needs AVX2+FMA in this CPU and this build)",
+                      stacklevel=4)
+    return False
+
+
 WIDE_SPAN = 1e30  # beyond this the grid transforms run in float64 (float32 charges would overflow)
 
 
@@ -43,6 +128,7 @@ class CSRParts:
     skips the per-call index scan)."""
 
     def __init__(self, P, n_cols: int | None = None):
+        check_int32_points(np.shape(P)[-1], "P", "the t-SNE gradient (int32 CSR column ids)")
         P = sp.csr_matrix(P)
         if not P.has_sorted_indices:
             P.sort_indices()
@@ -92,9 +178,10 @@ def attractive_forces(P, Y, *, dof: float = 1.0, exaggeration: float = 1.0, Y_re
     Yr = Y if Y_ref is None else _as_embedding(Y_ref)
     if parts.shape != (Y.shape[0], Yr.shape[0]):
         raise ValueError(f"P has shape {parts.shape}; expected (len(Y), len(Y_ref)) = {(Y.shape[0], Yr.shape[0])}")
+    attractive_simd(Yr.shape[0], Y.shape[1], eval_kl)  # warns once if the SIMD kernel gives way to the scalar loop
     out = np.empty_like(Y)
     kl = _core().tsne_attractive(parts.indptr, parts.indices, parts.data, Y, Yr, float(dof), float(exaggeration),
-                                 bool(eval_kl), out, _n_jobs(n_jobs), False)
+                                 bool(eval_kl), out, _n_jobs(n_jobs), False, cpu_kernel=cpu_kernel())
     return (out, kl) if eval_kl else out
 
 

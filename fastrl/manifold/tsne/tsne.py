@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from fastrl._validation import as_float_array, check_choice, check_device, check_int, check_positive
+from fastrl._validation import (as_float_array, check_choice, check_device, check_int, check_int32_points,
+                                check_positive)
 from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
 from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, n_neighbors_for,
                                              sparse_from_knn, transform_affinities)
@@ -362,6 +363,7 @@ class TSNE(TransformerBase):
 
     def _fit(self, X):
         device = self._device(X)  # checked before any work
+        check_int32_points(X, "X", "TSNE (int32 point ids in the kNN graph and the affinities)")
         if isinstance(self.init, str) and self.init == "pca" and self.metric == "precomputed":
             raise ValueError('The parameter init="pca" cannot be used with metric="precomputed".')
         X = self._check_X(X)
@@ -427,6 +429,10 @@ class TSNE(TransformerBase):
             if getattr(objective, "bh_fallbacks", 0):
                 log(f"[t-SNE] Barnes-Hut repulsion in {objective.bh_fallbacks} of {objective.calls} gradient "
                     f"evaluations: the embedding spanned more than the FFT grid's cap of boxes")
+            from fastrl._dispatch import fallbacks
+            for key, msg in fallbacks().items():  # warned once per process; backend_info()["fallbacks"] too
+                if key.startswith("tsne."):
+                    log(f"[t-SNE] Change of path in this process: {msg}")
         if device is not None:
             Y = Y.detach().cpu().double().numpy()
         self.embedding_ = np.asarray(Y, dtype=np.float32)
