@@ -104,6 +104,19 @@ def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_res
     return res
 
 
+def missing_peer(what: str, reason: str, allow: bool) -> str:
+    """A peer of a benchmark did not load: stop (``SystemExit``) unless
+    ``allow``; then print a banner that cannot be missed and return the reason,
+    for the JSON's ``missing_peers``."""
+    if not allow:
+        raise SystemExit(f"peer missing for {what}: {reason}\n(pip install --no-deps lightly==1.6.0 "
+                         "open_clip_torch==3.3.0, or --allow-missing-peers to time fastrl alone)")
+    bar = "!" * 78
+    print(f"{bar}\n!!! PEER MISSING for {what}: {reason}\n!!! its rows have no peer and no ratio\n{bar}",
+          flush=True)
+    return reason
+
+
 def machine_info() -> dict:
     """What ran the benchmark: CPU model and ISA flags, cores, memory, the
     fastrl kernel and thread counts, BLAS, library versions, GPU, load."""

@@ -1,29 +1,38 @@
 """Contrastive family of ``bench_losses.py``: fastrl ``nt_xent`` / ``clip_loss`` /
 ``siglip_loss`` against lightly ``NTXentLoss`` and open_clip ``ClipLoss`` / ``SigLipLoss``.
 
-Per cell (N, D, dtype): forward+backward time (median), peak extra memory
-(beyond inputs and their gradients), and the relative error of the loss and
-of the gradients against float64 (fastrl's chunked path in float64, which
-the tests pin to the full-matrix reference at 1e-12). CPU mode also runs the
-issue's acceptance points (speed at N=8192, D=256 vs the peers; memory at
-N=32768, D=256; SigLIP: speed at N=4096, D=256 vs open_clip, memory at
-N=16384, D=256). GPU mode (CUDA present, or ``--device cuda``) runs bf16 and
-fp32 up to N = 1M and compares with the time of the three N x N x D matmuls
-the loss must do. ``--only`` restricts the losses; rows of other cells already
-in the results file are kept (merged by loss, impl, N, D, dtype).
+Per cell (N, D, dtype) and loss: fastrl and its peer run interleaved (one
+round calls each once, ``--repeat`` rounds, 5 by default) after one untimed
+run that measures the peak extra memory (beyond inputs and their gradients)
+and the relative error of the loss and of the gradients against float64
+(fastrl's chunked path in float64, which the tests pin to the full-matrix
+reference at 1e-12). Each row has the min and the median of its rounds, and
+the fastrl row the ratios fastrl / peer of the minima and of the medians
+(both from the same rounds). The CPU grid covers small and large N (the
+cells in ``CPU_CELLS``); the memory acceptance points (N = 32768, D = 256;
+SigLIP N = 16384) are measured once per loss. GPU mode (CUDA present, or
+``--device cuda``) runs bf16 and fp32 up to N = 1M and compares with the time
+of the three N x N x D matmuls the loss must do.
+
+A peer that cannot be loaded stops the run (``--allow-missing-peers``: the
+run goes on, prints the missing peer in a banner and records it under
+``missing_peers`` in the JSON). Every file holds one run on one machine: the
+default grid writes ``losses_contrastive.json`` (``_gpu`` on CUDA); a run with
+``--only``, ``--sizes`` or ``--dims`` writes ``losses_contrastive_partial.json``
+(``--out NAME`` picks the name), so rows of different runs never mix.
 """
 from __future__ import annotations
 
-import json
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from _common import RESULTS, PeakMemory, print_table, timeit, write_results
+from _common import PeakMemory, interleaved, load_avg, missing_peer, print_table, timeit, write_results
 
-CPU_SIZES = [1024, 4096, 16384, 65536]
+# (N, D) cells of the default CPU grid: small N (where fixed costs dominate)
+# up to the acceptance point N = 8192, D = 256
+CPU_CELLS = [(1024, 128), (1024, 512), (4096, 128), (4096, 256), (4096, 512), (8192, 256)]
 GPU_SIZES = [1024, 4096, 16384, 65536, 262144, 1048576]
 DIMS = [128, 512]
 TEMPERATURE, LOGIT_SCALE = 0.5, 14.3
@@ -55,20 +64,33 @@ def _fastrl_fns(only=LOSSES):
     return {k: v for k, v in fns.items() if k in only}
 
 
-def _peer_fns(only=LOSSES):
+def _peer_fns(only=LOSSES, allow_missing=False):
+    """{loss: (peer name, fn)} and {loss: why its peer is missing} (a missing
+    peer stops the run unless ``allow_missing``: ``_common.missing_peer``)."""
     from fastrl.losses.contrastive.reference import load_peer
-    fns = {}
-    lightly, open_clip, siglip = load_peer("lightly"), load_peer("open_clip"), load_peer("open_clip_siglip")
-    if lightly is not None:
-        mod = lightly(temperature=TEMPERATURE)
-        fns["nt_xent"] = ("lightly", lambda a, b, s: mod(a, b))
-    if open_clip is not None:
-        mod2 = open_clip()
-        fns["clip"] = ("open_clip", lambda a, b, s: mod2(a, b, s))
-    if siglip is not None:
-        mod3 = siglip()
-        fns["siglip"] = ("open_clip", lambda a, b, s: mod3(a, b, s, SIGLIP_BIAS))
-    return {k: v for k, v in fns.items() if k in only}
+
+    def nt_xent(cls):
+        mod = cls(temperature=TEMPERATURE)
+        return lambda a, b, s: mod(a, b)
+
+    def clip(cls):
+        mod = cls()
+        return lambda a, b, s: mod(a, b, s)
+
+    def siglip(cls):
+        mod = cls()
+        return lambda a, b, s: mod(a, b, s, SIGLIP_BIAS)
+
+    specs = {"nt_xent": ("lightly", "lightly", nt_xent), "clip": ("open_clip", "open_clip", clip),
+             "siglip": ("open_clip_siglip", "open_clip", siglip)}
+    fns, missing = {}, {}
+    for loss in only:
+        key, name, make = specs[loss]
+        try:
+            fns[loss] = (name, make(load_peer(key, required=True)))
+        except ImportError as exc:
+            missing[loss] = missing_peer(loss, str(exc), allow_missing)
+    return fns, missing
 
 
 def _inputs(n, d, dtype, device, seed=0):
@@ -103,25 +125,25 @@ def _exact(fn, a, b):
     return tuple(x.double() if x is not None else None for x in out)
 
 
-def _measure(fn, a, b, repeat):
+def _first_run(fn, a, b):
+    """The untimed first run (warm-up): its output and peak extra memory (MiB)."""
     grad_mib = 2 * a.numel() * a.element_size() / 2**20
     with PeakMemory(cuda=a.is_cuda) as pm:
-        t0 = time.perf_counter()
         out = _step(fn, a, b)
         _sync()
-        first = time.perf_counter() - t0
-    peak = max(0.0, pm.peak_mib - grad_mib)
-    if repeat == 1:  # big cells: the measured run is the timing (no warm-up needed at this size)
-        return out, first, peak
-    timing = timeit(lambda: _step(fn, a, b), repeat=repeat, warmup=0, sync=_sync)
-    return out, timing["median_s"], peak
+    return out, max(0.0, pm.peak_mib - grad_mib)
 
 
-def _grid(args, cuda):
-    sizes = args.sizes or (GPU_SIZES if cuda else CPU_SIZES)
-    dims = args.dims or DIMS
+def _cells(args, cuda) -> list:
+    """[(dtype, N, D)]: the default grid, or --sizes x --dims."""
     dtypes = [torch.bfloat16, torch.float32] if cuda else [torch.float32]
-    return sizes, dims, dtypes
+    if args.sizes or args.dims:
+        sizes = args.sizes or (GPU_SIZES if cuda else sorted({n for n, _ in CPU_CELLS}))
+        dims = args.dims or DIMS
+        cells = [(n, d) for n in sizes for d in dims]
+    else:
+        cells = [(n, d) for n in GPU_SIZES for d in DIMS] if cuda else CPU_CELLS
+    return [(dt, n, d) for dt in dtypes for n, d in cells]
 
 
 def _matmul_time(n, d, dtype, device):
@@ -140,93 +162,82 @@ def _matmul_time(n, d, dtype, device):
     return t * (n / m) ** 2
 
 
-def run_grid(args) -> list[dict]:
+def _row(loss, impl, n, d, dtype, res, peak, out, exact):
+    row = {"loss": loss, "impl": impl, "N": n, "D": d, "dtype": str(dtype)[6:], "min_s": res["min_s"],
+           "median_s": res["median_s"], "times_s": res["times_s"], "load": res["load"], "peak_mib": peak}
+    if exact is not None:
+        row["loss_rel_err"], row["grad_rel_err"] = _rel_errors(out, exact)
+    return row
+
+
+def run_grid(args, peers) -> list[dict]:
     cuda = _cuda()
     device = "cuda" if cuda else "cpu"
-    sizes, dims, dtypes = _grid(args, cuda)
     ours = _fastrl_fns(args.only)
-    peers = {} if args.no_peers else _peer_fns(args.only)
     peer_max_n = 65536 if cuda else 8192   # the peers' N x N logits must fit
     err_max_n = 65536 if cuda else 4096    # the float64 check costs 2-4x the run
     rows = []
-    for dtype in dtypes:
-        for n in sizes:
-            if not cuda and n > args.max_n_cpu:
-                print(f"skip N={n} on CPU (> --max-n-cpu={args.max_n_cpu}; hours at this core count)")
-                continue
-            for d in dims:
-                a, b = _inputs(n, d, dtype, device)
-                repeat = args.repeat if n <= (65536 if cuda else 4096) else 1
-                mm = _matmul_time(n, d, dtype, device) if cuda else None
-                for loss, fn in ours.items():
-                    row = {"loss": loss, "impl": "fastrl", "N": n, "D": d, "dtype": str(dtype)[6:]}
-                    try:
-                        out, t, peak = _measure(fn, a, b, repeat)
-                    except torch.cuda.OutOfMemoryError:
-                        row["note"] = "OOM"
-                        rows.append(row)
-                        continue
-                    row.update(time_s=t, peak_mib=peak)
-                    exact = _exact(fn, a, b) if n <= err_max_n else None
-                    if exact is not None:
-                        row["loss_rel_err"], row["grad_rel_err"] = _rel_errors(out, exact)
-                    if mm is not None:
-                        row["matmul_s"], row["x_matmul"] = mm, t / mm
-                    rows.append(row)
-                    if loss in peers and n <= peer_max_n:
-                        name, pfn = peers[loss]
-                        prow = {"loss": loss, "impl": name, "N": n, "D": d, "dtype": row["dtype"]}
-                        try:
-                            pout, pt, ppeak = _measure(pfn, a, b, repeat)
-                            prow.update(time_s=pt, peak_mib=ppeak)
-                            if exact is not None:
-                                prow["loss_rel_err"], prow["grad_rel_err"] = _rel_errors(pout, exact)
-                            row["x_peer"] = t / pt
-                        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
-                            prow["note"] = f"failed: {type(exc).__name__}"
-                        rows.append(prow)
-                    del out
-                print(f"done N={n} D={d} {dtype}", flush=True)
+    for dtype, n, d in _cells(args, cuda):
+        if not cuda and n > args.max_n_cpu:
+            print(f"skip N={n} on CPU (> --max-n-cpu={args.max_n_cpu}; hours at this core count)")
+            continue
+        a, b = _inputs(n, d, dtype, device)
+        repeat = args.repeat if n <= (65536 if cuda else 16384) else 1
+        mm = _matmul_time(n, d, dtype, device) if cuda else None
+        for loss, fn in ours.items():
+            cases = {"fastrl": fn}
+            if loss in peers and n <= peer_max_n:
+                cases[peers[loss][0]] = peers[loss][1]
+            exact = _exact(fn, a, b) if n <= err_max_n else None
+            first, note = {}, {}
+            for impl, f in list(cases.items()):
+                try:
+                    first[impl] = _first_run(f, a, b)
+                except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                    note[impl] = f"failed: {type(exc).__name__}"
+                    del cases[impl]
+            res = interleaved({k: (lambda f=f: _step(f, a, b)) for k, f in cases.items()}, repeat=repeat,
+                              sync=_sync) if cases else {}
+            new = []
+            for impl in list(first) + list(note):
+                if impl in note:
+                    new.append({"loss": loss, "impl": impl, "N": n, "D": d, "dtype": str(dtype)[6:],
+                                "note": note[impl]})
+                    continue
+                out, peak = first[impl]
+                new.append(_row(loss, impl, n, d, dtype, res[impl], peak, out, exact))
+            ours_row = new[0]
+            if ours_row["impl"] == "fastrl" and "min_s" in ours_row:
+                for prow in new[1:]:
+                    if "min_s" in prow:
+                        ours_row.update(vs=prow["impl"], ratio_min=ours_row["min_s"] / prow["min_s"],
+                                        ratio_median=ours_row["median_s"] / prow["median_s"])
+                if mm is not None:
+                    ours_row["matmul_s"], ours_row["x_matmul"] = mm, ours_row["median_s"] / mm
+            if loss in peers and n > peer_max_n:
+                ours_row["note"] = f"peer not run (N > {peer_max_n}: its N x N logits)"
+            rows += new
+            del first
+        print(f"done N={n} D={d} {dtype} (load {load_avg()})", flush=True)
     return rows
 
 
-def run_acceptance(args) -> dict:
-    """CPU acceptance points of the issue (side by side, interleaved)."""
-    ours, peers = _fastrl_fns(args.only), _peer_fns(args.only)
-    acc = {"speed": [], "memory": []}
-    for loss in ours:
-        if loss not in peers:
-            continue
-        n_speed = 4096 if loss == "siglip" else 8192
-        a, b = _inputs(n_speed, 256, torch.float32, "cpu", seed=1)
-        name, pfn = peers[loss]
-        wall = {"fastrl": [], name: []}
-        cpu = {"fastrl": [], name: []}
-        _step(ours[loss], a, b)
-        _step(pfn, a, b)
-        for _ in range(max(args.repeat, 3)):  # interleave: the machine is shared and noisy
-            for fn, key in ((ours[loss], "fastrl"), (pfn, name)):
-                t0, c0 = time.perf_counter(), time.process_time()
-                _step(fn, a, b)
-                wall[key].append(time.perf_counter() - t0)
-                cpu[key].append(time.process_time() - c0)
-        mo, mp = statistics.median(wall["fastrl"]), statistics.median(wall[name])
-        co, cp = statistics.median(cpu["fastrl"]), statistics.median(cpu[name])
-        acc["speed"].append({"loss": loss, "N": n_speed, "D": 256, "fastrl_s": mo, "peer": name, "peer_s": mp,
-                             "ratio": mo / mp, "fastrl_cpu_s": co, "peer_cpu_s": cp, "cpu_ratio": co / cp,
-                             "wall_times": wall, "cpu_times": cpu})
-        del a, b
-    for loss, fn in ours.items():
+def run_memory(args) -> list[dict]:
+    """CPU memory acceptance: peak extra memory of one forward + backward at
+    N = 32768, D = 256 (SigLIP: 16384) against the naive logits and their gradient."""
+    out = []
+    for loss, fn in _fastrl_fns(args.only).items():
         n, d = (16384 if loss == "siglip" else 32768), 256
         a, b = _inputs(n, d, torch.float32, "cpu", seed=2)
         grad_mib = 2 * a.numel() * 4 / 2**20
+        t0 = time.perf_counter()
         with PeakMemory() as pm:
             _step(fn, a, b)
         rows = 2 * n if loss == "nt_xent" else n
         del a, b
-        acc["memory"].append({"loss": loss, "N": n, "D": d, "extra_peak_mib": max(0.0, pm.peak_mib - grad_mib),
-                              "naive_logits_and_grad_mib": 2 * rows * rows * 4 / 2**20})
-    return acc
+        out.append({"loss": loss, "N": n, "D": d, "extra_peak_mib": max(0.0, pm.peak_mib - grad_mib),
+                    "naive_logits_and_grad_mib": 2 * rows * rows * 4 / 2**20, "time_s": time.perf_counter() - t0})
+    return out
 
 
 def _track_rss() -> None:
@@ -241,21 +252,8 @@ def _track_rss() -> None:
         pass
 
 
-def _merge(old: dict, new: dict) -> dict:
-    """Keep the rows/acceptance entries of ``old`` that ``new`` did not re-measure."""
-    def key(r):
-        return (r.get("loss"), r.get("impl"), r.get("N"), r.get("D"), r.get("dtype"))
-    seen = {key(r) for r in new.get("rows", [])}
-    out = dict(new)
-    out["rows"] = [r for r in old.get("rows", []) if key(r) not in seen] + new.get("rows", [])
-    if "acceptance" in old or "acceptance" in new:
-        acc = {}
-        for part in ("speed", "memory"):
-            fresh = (new.get("acceptance") or {}).get(part, [])
-            redone = {r["loss"] for r in fresh}
-            acc[part] = [r for r in (old.get("acceptance") or {}).get(part, []) if r["loss"] not in redone] + fresh
-        out["acceptance"] = acc
-    return out
+def _default_grid(args) -> bool:
+    return not (args.sizes or args.dims) and tuple(args.only) == LOSSES
 
 
 def run(args) -> dict:
@@ -265,25 +263,27 @@ def run(args) -> dict:
     torch.manual_seed(0)
     if not _cuda():
         _track_rss()
-    rows = run_grid(args)
-    cols = ["loss", "impl", "N", "D", "dtype", "time_s", "x_peer", "x_matmul", "peak_mib",
-            "loss_rel_err", "grad_rel_err", "note"]
-    print_table(rows, cols, title="contrastive losses: forward + backward")
-    payload = {"rows": rows}
+    t0 = time.perf_counter()
+    peers, missing = ({}, {}) if args.no_peers else _peer_fns(args.only, getattr(args, "allow_missing_peers", False))
+    rows = run_grid(args, peers)
+    cols = ["loss", "impl", "N", "D", "dtype", "min_s", "median_s", "ratio_min", "ratio_median", "x_matmul",
+            "peak_mib", "loss_rel_err", "grad_rel_err", "note"]
+    print_table(rows, cols, title=f"contrastive losses: forward + backward, min / median of {args.repeat} "
+                                  "interleaved rounds (ratio = fastrl / peer)")
+    payload = {"repeat": args.repeat, "timing": "interleaved rounds (fastrl, peer) per cell; min and median",
+               "peers": {k: v[0] for k, v in peers.items()}, "rows": rows}
+    if args.no_peers:
+        payload["missing_peers"] = "not run (--no-peers)"
+    elif missing:
+        payload["missing_peers"] = missing
     if not _cuda() and not args.no_acceptance:
-        acc = run_acceptance(args)
-        print_table(acc["speed"], ["loss", "N", "D", "fastrl_s", "peer", "peer_s", "ratio", "fastrl_cpu_s",
-                                   "peer_cpu_s", "cpu_ratio"],
-                    title="acceptance: CPU speed (ratio = fastrl / peer; medians of interleaved runs; "
-                          "wall and process CPU time)")
-        print_table(acc["memory"], ["loss", "N", "D", "extra_peak_mib", "naive_logits_and_grad_mib"],
-                    title="acceptance: CPU memory above inputs and their gradients")
-        payload["acceptance"] = acc
-    name = "losses_contrastive" + ("_gpu" if _cuda() else "")
-    path = RESULTS / f"{name}.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        old.pop("machine", None)
-        payload = _merge(old, payload)
+        payload["memory"] = run_memory(args)
+        print_table(payload["memory"], ["loss", "N", "D", "extra_peak_mib", "naive_logits_and_grad_mib"],
+                    title="CPU memory above inputs and their gradients")
+    payload["wall_s"] = time.perf_counter() - t0
+    name = getattr(args, "out", None) or ("losses_contrastive" + ("_gpu" if _cuda() else "")
+                                          + ("" if _default_grid(args) else "_partial"))
     write_results(name, payload)
+    if missing:
+        print("!!! PEER MISSING: " + "; ".join(missing.values()), flush=True)
     return payload

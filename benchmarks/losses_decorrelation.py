@@ -1,10 +1,16 @@
 """Benchmark: Barlow Twins, VICReg and negative cosine losses against lightly
 and the official formulas (forward + backward time, peak extra memory, error).
 
-Times are the minimum over ``repeat`` runs (the machine may be shared; the
-median is stored too); ratios are against fastrl in the same process.
+Per cell (N, D) and family, every method runs once untimed (peak extra
+memory and the error against fastrl in float64), then fastrl and lightly run
+interleaved: one round calls each once, ``repeat`` rounds (5 by default).
+Each row has the min and the median of its rounds; the fastrl row has the
+ratios fastrl / lightly of the minima and of the medians, from the same
+rounds. The official formulas (``reference.py``) are checked for error and
+timed only with ``--time-official``. lightly missing stops the run
+(``--allow-missing-peers``: a banner, and ``missing_peers`` in the JSON).
 
-Run directly (``PYTHONPATH=. python benchmarks/losses_decorrelation.py``) or via
+Run directly (``python benchmarks/losses_decorrelation.py``) or via
 ``benchmarks/bench_losses.py --family decorrelation`` which calls :func:`run`.
 On CUDA it also reports the matmul floor (the time of the GEMMs the cheaper
 algebraic form needs) and uses the Triton kernels.
@@ -15,12 +21,13 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakMemory, print_table, timeit, write_results  # noqa: E402
+from _common import PeakMemory, interleaved, missing_peer, print_table, timeit, write_results  # noqa: E402
 
 SIZES = [(256, 2048), (256, 8192), (2048, 2048), (2048, 8192), (1024, 8192)]
 
@@ -42,17 +49,24 @@ def _load_module(relpath: str, name: str):
     return module
 
 
-def lightly_losses() -> dict:
-    """lightly's BarlowTwinsLoss, VICRegLoss, NegativeCosineSimilarity classes (or {})."""
+PEER_CLASSES = (("BarlowTwinsLoss", "barlow_twins_loss"), ("VICRegLoss", "vicreg_loss"),
+                ("NegativeCosineSimilarity", "negative_cosine_similarity"))
+
+
+def lightly_losses(errors: dict | None = None) -> dict:
+    """lightly's BarlowTwinsLoss, VICRegLoss, NegativeCosineSimilarity classes
+    (the ones that load); ``errors`` (a dict) receives why each missing one failed."""
     out = {}
-    for cls, name in (("BarlowTwinsLoss", "barlow_twins_loss"), ("VICRegLoss", "vicreg_loss"),
-                      ("NegativeCosineSimilarity", "negative_cosine_similarity")):
+    for cls, name in PEER_CLASSES:
         try:
             module = _load_module(f"loss/{name}.py", name)
-        except Exception:  # pragma: no cover - broken peer install
-            module = None
+            reason = None if module is not None else "lightly is not installed"
+        except Exception as exc:  # broken peer install
+            module, reason = None, f"lightly/loss/{name}.py failed to load: {type(exc).__name__}: {exc}"
         if module is not None:
             out[cls] = getattr(module, cls)
+        elif errors is not None:
+            errors[cls] = reason
     return out
 
 
@@ -119,20 +133,53 @@ def _parse_sizes(sizes):
     return [tuple(int(v) for v in s.lower().split("x")) if isinstance(s, str) else tuple(s) for s in sizes]
 
 
+def _measure_cell(methods: dict, family: str, z1, z2, cuda: bool, sync, repeat: int, timed: tuple) -> list:
+    """Rows of one (cell, family): an untimed run of every method (memory,
+    error against fastrl in fp64), then the ``timed`` ones interleaved."""
+    ref_loss, ref_grad = _fwd_bwd(methods[family]["fastrl"], z1.double(), z2.double())
+    rows = {}
+    for name, fn in methods[family].items():
+        if not cuda:
+            _release_free_memory()
+        with PeakMemory(cuda=cuda) as pm:  # also the warm-up and the error run
+            loss, grad = _fwd_bwd(fn, z1, z2)
+        rows[name] = {"family": family, "N": z1.shape[0], "D": z1.shape[1], "method": name, "peak_mib": pm.peak_mib,
+                      "loss_rel_err": abs(float(loss.double()) - float(ref_loss)) / max(abs(float(ref_loss)), 1e-30),
+                      "grad_rel_err": float((grad.double() - ref_grad).abs().max() / ref_grad.abs().max())}
+        del grad
+    cases = {name: (lambda fn=fn: _fwd_bwd(fn, z1, z2)) for name, fn in methods[family].items() if name in timed}
+    res = interleaved(cases, repeat=repeat, sync=sync)
+    for name, row in rows.items():
+        if name not in res:
+            row["note"] = "not timed (error check only; --time-official times it)"
+            continue
+        r = res[name]
+        row.update(min_s=r["min_s"], median_s=r["median_s"], times_s=r["times_s"], load=r["load"])
+    base = rows["fastrl"]
+    for name in ("lightly", "official"):
+        if "min_s" in rows.get(name, {}):
+            base.update(vs=name, ratio_min=base["min_s"] / rows[name]["min_s"],
+                        ratio_median=base["median_s"] / rows[name]["median_s"])
+            break
+    return list(rows.values())
+
+
 def run(args=None) -> dict:
     """Run the decorrelation benchmark; returns (and writes) the results dict.
 
-    ``args`` may carry: sizes (list of (N, D)), repeat (int), families (list),
-    device ("cpu"/"cuda"), threads (CPU, default 1), seed, write (bool). Missing attributes use defaults.
+    ``args`` may carry: sizes (list of (N, D)), repeat (int, interleaved rounds), families (list),
+    device ("cpu"/"cuda"), threads (CPU, default 1), seed, write (bool), no_peers,
+    allow_missing_peers, time_official, out. Missing attributes use defaults.
     """
     import fastrl
 
+    t_start = time.perf_counter()
     raw = getattr(args, "sizes", None)
     if raw and all(isinstance(v, int) for v in raw):  # bench_losses.py: --sizes N,... x --dims D,...
         dims = getattr(args, "dims", None) or sorted({d for _, d in SIZES})
         raw = [(n, d) for n in raw for d in dims]
     sizes = _parse_sizes(raw) or SIZES
-    repeat = int(getattr(args, "repeat", None) or 3)
+    repeat = int(getattr(args, "repeat", None) or 5)
     families = getattr(args, "families", None) or ["barlow", "vicreg", "negcos"]
     if isinstance(families, str):
         families = families.split(",")
@@ -147,55 +194,60 @@ def run(args=None) -> dict:
         torch.set_num_threads(int(threads or 1))
     sync = torch.cuda.synchronize if cuda else None
     torch.manual_seed(int(getattr(args, "seed", None) or 0))
-    methods = _methods(lightly_losses())
+    errors: dict = {}
+    no_peers = getattr(args, "no_peers", False)
+    peers = {} if no_peers else lightly_losses(errors)
+    missing = {cls: missing_peer(f"lightly {cls}", why, getattr(args, "allow_missing_peers", False))
+               for cls, why in errors.items()}
+    methods = _methods(peers)
+    timed = ("fastrl", "lightly") + (("official",) if getattr(args, "time_official", False) else ())
     rows = []
     for n, d in sizes:
         z1 = torch.randn(n, d, device=device)
         z2 = 0.6 * z1 + 0.8 * torch.randn(n, d, device=device)
         floor = _matmul_floor(z1, z2, sync, repeat)
         for family in families:
-            # exact values: fastrl in fp64 (tested equal to the official formula to 1e-10)
-            ref_loss, ref_grad = _fwd_bwd(methods[family]["fastrl"], z1.double(), z2.double())
-            base = None
-            for name, fn in methods[family].items():
-                if not cuda:
-                    _release_free_memory()
-                with PeakMemory(cuda=cuda) as pm:  # also the warm-up and the error run
-                    loss, grad = _fwd_bwd(fn, z1, z2)
-                t = timeit(lambda: _fwd_bwd(fn, z1, z2), repeat=repeat, warmup=0, sync=sync)
-                row = {"family": family, "N": n, "D": d, "method": name, "time_s": t["min_s"],
-                       "median_s": t["median_s"], "peak_mib": pm.peak_mib,
-                       "loss_rel_err": abs(float(loss.double()) - float(ref_loss)) / max(abs(float(ref_loss)), 1e-30),
-                       "grad_rel_err": float((grad.double() - ref_grad).abs().max() / ref_grad.abs().max()),
-                       "matmul_floor_s": floor if family != "negcos" else None}
-                del grad
-                if name == "fastrl":
-                    base = row
-                rows.append(row)
-            for row in rows:
-                if row["family"] == family and row["N"] == n and row["D"] == d:
-                    row["time_vs_fastrl"] = row["time_s"] / base["time_s"]
-                    if row["matmul_floor_s"]:
-                        row["time_vs_floor"] = row["time_s"] / row["matmul_floor_s"]
-            print_table([r for r in rows if r["family"] == family and r["N"] == n and r["D"] == d],
-                        ["method", "time_s", "time_vs_fastrl", "time_vs_floor", "peak_mib", "loss_rel_err",
-                         "grad_rel_err"], title=f"{family} N={n} D={d} ({device})")
+            cell = _measure_cell(methods, family, z1, z2, cuda, sync, repeat, timed)
+            for row in cell:
+                if family != "negcos":
+                    row["matmul_floor_s"] = floor
+                    if "min_s" in row:
+                        row["min_vs_floor"] = row["min_s"] / floor
+            rows += cell
+            print_table(cell, ["method", "min_s", "median_s", "ratio_min", "ratio_median", "min_vs_floor", "peak_mib",
+                               "loss_rel_err", "grad_rel_err"],
+                        title=f"{family} N={n} D={d} ({device}, min / median of {repeat} interleaved rounds)")
     payload = {"benchmark": "losses_decorrelation", "device": device, "repeat": repeat,
+               "timing": "interleaved rounds (fastrl, lightly) per cell; min and median",
                "torch_threads": torch.get_num_threads(),
-               "backend": "triton" if fastrl._dispatch.use_triton(z1) else "cpu", "rows": rows}
+               "backend": "triton" if fastrl._dispatch.use_triton(z1) else "cpu", "rows": rows,
+               "wall_s": time.perf_counter() - t_start}
+    if no_peers:
+        payload["missing_peers"] = "not run (--no-peers)"
+    elif missing:
+        payload["missing_peers"] = missing
     if getattr(args, "write", True):
-        write_results("losses_decorrelation", payload)
+        default = raw is None and sorted(families) == ["barlow", "negcos", "vicreg"]
+        name = getattr(args, "out", None) or ("losses_decorrelation" + ("_gpu" if cuda else "")
+                                              + ("" if default else "_partial"))
+        write_results(name, payload)
+    if missing:
+        print("!!! PEER MISSING: " + "; ".join(missing.values()), flush=True)
     return payload
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=str, default=None, help="e.g. 256x2048,1024x8192")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5, help="interleaved rounds (min and median)")
     p.add_argument("--families", type=str, default=None, help="comma list of barlow,vicreg,negcos")
     p.add_argument("--device", type=str, default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1)")
     p.add_argument("--no-write", dest="write", action="store_false")
+    p.add_argument("--no-peers", action="store_true", help="fastrl and the official formulas only")
+    p.add_argument("--allow-missing-peers", action="store_true", help="go on when lightly does not load")
+    p.add_argument("--time-official", action="store_true", help="time the official formulas too")
+    p.add_argument("--out", default=None, help="results file stem")
     args = p.parse_args(argv)
     return run(args)
 
