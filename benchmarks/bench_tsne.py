@@ -1,7 +1,7 @@
 """t-SNE benchmark: fastrl against openTSNE (FFT and Barnes-Hut) and scikit-learn.
 
-    PYTHONPATH=. python benchmarks/bench_tsne.py              # MNIST 70k + 20k subset
-    PYTHONPATH=. python benchmarks/bench_tsne.py --n 1000000  # synthetic mixture, fastrl only
+    python benchmarks/bench_tsne.py              # MNIST 70k + 20k subset
+    python benchmarks/bench_tsne.py --n 1000000  # synthetic mixture, fastrl only
     options: --skip-bh (no openTSNE Barnes-Hut on 70k), --skip-sklearn, --n-jobs
 
 Every run uses perplexity 30, 750 iterations (250 early exaggeration), PCA-50
@@ -15,14 +15,11 @@ normaliser Z by Barnes-Hut with theta=0.1), 10-NN accuracy of the embedding
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, PeakMemory, load_avg, print_table, write_results  # noqa: E402
+from _common import RESULTS, PeakMemory, load_avg, print_table, write_results
 
 
 def pca50(X: np.ndarray) -> np.ndarray:

@@ -2,6 +2,10 @@
 // array contract (C-contiguous, dtype, shape) and release the GIL around the
 // C++ kernels. All argument validation with user-facing messages happens in
 // the Python layer; the checks here only guard against misuse of _C itself.
+// The entry points with per-ISA loops take a keyword-only cpu_kernel name
+// ("auto", "base", "avx2", "avx512"; fastrl/neighbors/cpu_kernel.py passes
+// the one in use), parsed before the GIL is released: the core never reads
+// the environment.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -102,9 +106,10 @@ PYBIND11_MODULE(_C, m) {
     return false;
 #endif
   });
-  m.def("knn_kernel_name", &knn_kernel_name,
-        "ISA of the kNN kernel in use (FASTRL_CPU_KERNEL or the best this CPU runs); ValueError if "
-        "FASTRL_CPU_KERNEL names one this CPU or build lacks.");
+  m.def("knn_kernel_name", [](const std::string& cpu_kernel) { return knn_kernel_name(parse_cpu_kernel(cpu_kernel)); },
+        py::arg("cpu_kernel"),
+        "ISA of the kNN kernel that cpu_kernel ('auto': the best this CPU runs) selects; ValueError for one "
+        "this CPU or build lacks.");
   m.def("cpu_kernels_supported", []() {
     std::vector<std::string> out;
     for (CpuKernel k : {CpuKernel::kBase, CpuKernel::kAvx2, CpuKernel::kAvx512})
@@ -115,7 +120,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("knn_exact",
         [](CArray<float> X, CArray<float> Q, int k, const std::string& metric,
            bool exclude_self, CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs,
-           std::optional<CArray<float>> Xr, std::optional<CArray<float>> Qr) {
+           std::optional<CArray<float>> Xr, std::optional<CArray<float>> Qr, const std::string& cpu_kernel) {
+          const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
           check_matrix(X, "X");
           check_matrix(Q, "Q");
           if (Xr && (Xr->ndim() != 2 || Xr->shape(0) != X.shape(0) || Xr->shape(1) != X.shape(1)))
@@ -135,11 +141,11 @@ PYBIND11_MODULE(_C, m) {
           const float* xr = Xr ? Xr->data() : nullptr;
           const float* qr = Qr ? Qr->data() : nullptr;
           py::gil_scoped_release release;
-          knn_exact(xp, n, qp, mq, d, k, mt, exclude_self, oi, od, n_jobs, xr, qr);
+          knn_exact(xp, n, qp, mq, d, k, mt, exclude_self, oi, od, n_jobs, kern, xr, qr);
         },
         py::arg("X"), py::arg("Q"), py::arg("k"), py::arg("metric"), py::arg("exclude_self"),
         py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0, py::arg("X_exact") = py::none(),
-        py::arg("Q_exact") = py::none());
+        py::arg("Q_exact") = py::none(), py::kw_only(), py::arg("cpu_kernel"));
 
   m.def("knn_column_stats",
         [](CArray<float> A, const std::string& metric, py::array_t<double, py::array::c_style> col_sum,
@@ -182,7 +188,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("knn_nndescent",
         [](CArray<float> X, int k, const std::string& metric, int n_trees, int leaf_size,
            int max_candidates, int n_iters, float delta, uint64_t seed,
-           CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs) {
+           CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs, const std::string& cpu_kernel,
+           bool verbose) {
+          const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
           check_matrix(X, "X");
           const int64_t n = X.shape(0), d = X.shape(1);
           if (k < 1 || k >= n) throw std::invalid_argument("k out of range");
@@ -194,11 +202,13 @@ PYBIND11_MODULE(_C, m) {
           const Metric mt = to_metric(metric);
           const float* xp = X.data();
           py::gil_scoped_release release;
-          knn_nndescent(xp, n, d, k, mt, n_trees, leaf_size, max_candidates, n_iters, delta, seed, oi, od, n_jobs);
+          knn_nndescent(xp, n, d, k, mt, n_trees, leaf_size, max_candidates, n_iters, delta, seed, oi, od, n_jobs,
+                        kern, verbose);
         },
         py::arg("X"), py::arg("k"), py::arg("metric"), py::arg("n_trees"), py::arg("leaf_size"),
         py::arg("max_candidates"), py::arg("n_iters"), py::arg("delta"), py::arg("seed"),
-        py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0);
+        py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0, py::kw_only(), py::arg("cpu_kernel"),
+        py::arg("verbose") = false);
 
   // ---- t-SNE (csrc/tsne.h) -------------------------------------------------
   m.def("tsne_perplexity",
@@ -250,7 +260,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("tsne_attractive",
         [](CArray<int64_t> indptr, CArray<int32_t> indices, CArray<double> P, CArray<double> Y,
            CArray<double> Yref, double dof, double exaggeration, bool eval_kl, CArray<double> out,
-           int n_jobs, bool check_indices) {
+           int n_jobs, bool check_indices, const std::string& cpu_kernel) {
+          const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
           if (Y.ndim() != 2 || Yref.ndim() != 2 || Y.shape(1) != Yref.shape(1) || Y.shape(1) > 8)
             throw std::invalid_argument("Y and Yref must be 2-D with the same (<= 8) columns");
           const int64_t n = Y.shape(0);
@@ -267,11 +278,12 @@ PYBIND11_MODULE(_C, m) {
           double* op = mutable_ptr(out, "out", n, dim);
           const double *pp = P.data(), *yp = Y.data(), *rp = Yref.data();
           py::gil_scoped_release release;
-          return tsne_attractive(ip, xp, pp, yp, rp, n, Yref.shape(0), dim, dof, exaggeration, eval_kl, op, n_jobs);
+          return tsne_attractive(ip, xp, pp, yp, rp, n, Yref.shape(0), dim, dof, exaggeration, eval_kl, op, n_jobs,
+                                 kern);
         },
         py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
         py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
-        py::arg("check_indices") = true);
+        py::arg("check_indices") = true, py::kw_only(), py::arg("cpu_kernel"));
 
   m.def("tsne_bh_repulsive",
         [](CArray<double> Yref, CArray<double> Y, bool same, double theta, double dof,

@@ -1,5 +1,6 @@
 // Shared helpers for the fastrl C++ core: thread-count resolution, bounded
-// max-heaps for k-nearest-neighbour selection, and aligned buffers.
+// max-heaps for k-nearest-neighbour selection, aligned buffers, relaxed
+// atomic access to plain arrays and a spin-wait pause.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -10,6 +11,9 @@
 #include <vector>
 #ifdef FASTRL_OPENMP
 #include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #endif
 
 namespace fastrl {
@@ -99,6 +103,33 @@ struct HeapView {
     for (int j = 0; j < k; ++j) { d[j] = tmp[j].first; i[j] = tmp[j].second; }
   }
 };
+
+// Relaxed atomic load / store of a plain array element (what C++20's
+// std::atomic_ref does): for data that one phase of a kernel reads without a
+// lock while other threads write it under one. Plain accesses elsewhere are
+// fine when no other thread touches the element at the same time. On x86 and
+// ARM these are ordinary moves; ThreadSanitizer sees them as atomic.
+template <typename T>
+inline T load_relaxed(const T* p) {
+  T v;
+  __atomic_load(p, &v, __ATOMIC_RELAXED);
+  return v;
+}
+template <typename T>
+inline void store_relaxed(T* p, T v) {
+  __atomic_store(p, &v, __ATOMIC_RELAXED);
+}
+
+// One step of a spin-wait loop: PAUSE on x86 (frees the core's resources for
+// the sibling hyper-thread and avoids the memory-order flush when the wait
+// ends), YIELD on ARM, nothing elsewhere.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 struct AlignedFree { void operator()(float* p) const { std::free(p); } };
 using AlignedFloats = std::unique_ptr<float[], AlignedFree>;

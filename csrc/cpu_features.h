@@ -1,11 +1,13 @@
 // Run-time instruction-set selection for the per-ISA kernels.
 //
-// The kernel is the best one this CPU and build support, unless the
-// environment variable FASTRL_CPU_KERNEL=base|avx2|avx512 forces one (so an
-// AVX-512 machine can test and benchmark the AVX2 path). Forcing a kernel the
+// The kernel is chosen per call: every entry point that has per-ISA loops
+// takes a CpuKernel argument, parsed from the name the Python layer passes
+// ("auto" = the best this CPU and build run; fastrl.use_cpu_kernel and the
+// FASTRL_CPU_KERNEL variable, read once at import, choose it there). Nothing
+// here reads the environment: getenv inside a kernel would race with setenv
+// from other Python threads once the GIL is released. Asking for a kernel the
 // CPU or the build lacks is an error, never a silent fallback.
 #pragma once
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -43,20 +45,20 @@ inline CpuKernel best_cpu_kernel() {
   return CpuKernel::kBase;
 }
 
-// The kernel in use: FASTRL_CPU_KERNEL if set (and runnable), else the best.
-// Throws std::invalid_argument (ValueError in Python) naming the variable.
-inline CpuKernel selected_cpu_kernel() {
-  const char* env = std::getenv("FASTRL_CPU_KERNEL");
-  if (env == nullptr || *env == '\0' || std::string(env) == "auto") return best_cpu_kernel();
-  const std::string want(env);
+// The kernel named `want` ("auto", "base", "avx2", "avx512"). Throws
+// std::invalid_argument (ValueError in Python) for an unknown name or one this
+// CPU / build cannot run; `source` names the setting in the message.
+inline CpuKernel parse_cpu_kernel(const std::string& want, const char* source = "cpu_kernel") {
+  if (want.empty() || want == "auto") return best_cpu_kernel();
   for (CpuKernel k : {CpuKernel::kBase, CpuKernel::kAvx2, CpuKernel::kAvx512}) {
     if (want != cpu_kernel_str(k)) continue;
     if (!cpu_kernel_supported(k))
-      throw std::invalid_argument("FASTRL_CPU_KERNEL=" + want + ": this CPU (or this build) cannot run the '" + want +
-                                  "' kernel; the best it supports is '" + cpu_kernel_str(best_cpu_kernel()) + "'");
+      throw std::invalid_argument(std::string(source) + "=" + want + ": this CPU (or this build) cannot run the '" +
+                                  want + "' kernel; the best it supports is '" + cpu_kernel_str(best_cpu_kernel()) + "'");
     return k;
   }
-  throw std::invalid_argument("FASTRL_CPU_KERNEL must be one of 'auto', 'base', 'avx2', 'avx512'; got '" + want + "'");
+  throw std::invalid_argument(std::string(source) + " must be one of 'auto', 'base', 'avx2', 'avx512'; got '" + want +
+                              "'");
 }
 
 }  // namespace fastrl

@@ -3,10 +3,15 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu_features.h"
+
 namespace fastrl {
 
 enum class Metric : int { kEuclidean = 0, kCosine = 1 };
 
+// `kernel` (every entry point below that has one) picks the per-ISA loops;
+// the caller has parsed it with parse_cpu_kernel (csrc/cpu_features.h).
+//
 // Exact kNN by blocked brute force. X: [n, d] index points, Q: [m, d] queries,
 // both row-major float32. If exclude_self, Q must be X (m == n) and row i never
 // lists i. Writes out_idx [m, k] (int64) and out_dist [m, k] (float32, the true
@@ -17,18 +22,19 @@ enum class Metric : int { kEuclidean = 0, kCosine = 1 };
 // distances and the tie order are computed exactly on them.
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
                int k, Metric metric, bool exclude_self, int64_t* out_idx,
-               float* out_dist, int n_jobs, const float* Xr = nullptr,
+               float* out_dist, int n_jobs, CpuKernel kernel, const float* Xr = nullptr,
                const float* Qr = nullptr);
 
 // Approximate kNN graph of X (self excluded) by NN-descent started from a
-// random-projection forest. Same output layout as knn_exact.
+// random-projection forest. Same output layout as knn_exact. verbose: phase
+// timings on stderr.
 void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
                    int n_trees, int leaf_size, int max_candidates, int n_iters,
                    float delta, uint64_t seed, int64_t* out_idx,
-                   float* out_dist, int n_jobs);
+                   float* out_dist, int n_jobs, CpuKernel kernel, bool verbose = false);
 
-// Name of the distance kernel chosen for this CPU ("avx512", "avx2", "base").
-const char* knn_kernel_name();
+// Name of the distance kernel `kernel` runs ("avx512", "avx2", "base").
+const char* knn_kernel_name(CpuKernel kernel);
 
 // One parallel pass over A [n, d]: col_sum[c] (float64 sums) and varies[c]
 // (0 where the column is constant: equal to row 0's value for Euclidean, all

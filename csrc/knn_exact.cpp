@@ -21,8 +21,8 @@
 
 namespace fastrl {
 
-ScanKernel best_scan_kernel() {
-  switch (selected_cpu_kernel()) {
+ScanKernel scan_kernel(CpuKernel kernel) {
+  switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
     case CpuKernel::kAvx512: return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
 #endif
@@ -33,7 +33,7 @@ ScanKernel best_scan_kernel() {
   }
 }
 
-const char* knn_kernel_name() { return best_scan_kernel().name; }
+const char* knn_kernel_name(CpuKernel kernel) { return scan_kernel(kernel).name; }
 
 namespace {
 
@@ -84,7 +84,7 @@ void rescan_row(const DistFns& df, const float* Xr, int64_t n, const float* q, i
 
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
                int k, Metric metric, bool exclude_self, int64_t* out_idx,
-               float* out_dist, int n_jobs, const float* Xr, const float* Qr) {
+               float* out_dist, int n_jobs, CpuKernel kernel, const float* Xr, const float* Qr) {
   const int nt = resolve_threads(n_jobs);
   if (Xr == nullptr) Xr = X;
   if (Qr == nullptr) Qr = Q;
@@ -92,8 +92,8 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   const int kk = int(std::min<int64_t>(avail, int64_t(k) + kTieSlack));
   std::vector<int64_t> cidx(size_t(m) * kk);
   std::vector<float> cscore(size_t(m) * kk);
-  const ScanKernel kern = best_scan_kernel();
-  const DistFns df = dist_fns();
+  const ScanKernel kern = scan_kernel(kernel);
+  const DistFns df = dist_fns(kernel);
   const int64_t n_panels = (n + kPanel - 1) / kPanel;
   AlignedFloats pdata = aligned_floats(size_t(n_panels) * d * kPanel);
   AlignedFloats pnorm = aligned_floats(size_t(n_panels) * kPanel);

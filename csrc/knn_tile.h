@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include "common.h"
+#include "cpu_features.h"
 
 namespace fastrl {
 
@@ -33,8 +34,8 @@ namespace isa_avx2 { void scan_block(const float*, int64_t, const int64_t*, cons
 namespace isa_avx512 { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
 #endif
 
-// The best kernel this CPU runs, and its row tile (queries are padded to it).
+// The scan of CPU kernel `kernel`, and its row tile (queries are padded to it).
 struct ScanKernel { ScanFn fn; int row_tile; const char* name; };
-ScanKernel best_scan_kernel();
+ScanKernel scan_kernel(CpuKernel kernel);
 
 }  // namespace fastrl

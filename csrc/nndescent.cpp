@@ -10,7 +10,10 @@
 // Distances are squared Euclidean on the prepared rows (unit rows for cosine),
 // which ranks exactly like the requested metric; the output converts them to
 // the metric's distance (recomputed in float64 where the Gram expansion could
-// be inaccurate). Heaps are guarded by per-point spinlocks during the join.
+// be inaccurate). During the join a point's heap is written under a spinlock
+// (striped: StripedLocks) and read without one only through relaxed atomics: its
+// root distance (the admission threshold) and its ids (the already-listed
+// check); Graph::push stores those with relaxed atomic stores.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -95,9 +98,9 @@ void gram_base(const float* X, int64_t d, const node_t* ids, int m, int rows, co
   gram_body(X, d, ids, m, rows, gn, out, mpad);
 }
 
-// The Gram kernel for the selected ISA (FASTRL_CPU_KERNEL or the best).
-GramFn select_gram() {
-  switch (selected_cpu_kernel()) {
+// The Gram kernel of CPU kernel `kernel`.
+GramFn select_gram(CpuKernel kernel) {
+  switch (kernel) {
 #if defined(FASTRL_HAVE_AVX512)
     case CpuKernel::kAvx512: return gram_avx512;
 #endif
@@ -116,10 +119,45 @@ inline bool contains(const node_t* ids, int n, node_t idx) {
   return found != 0;
 }
 
-struct SpinLock {
-  std::atomic_flag f = ATOMIC_FLAG_INIT;
-  void lock() { while (f.test_and_set(std::memory_order_acquire)) {} }
-  void unlock() { f.clear(std::memory_order_release); }
+// contains() on ids that other threads may be rewriting (under their lock):
+// relaxed atomic loads, a scalar loop (the rows are k ids; most offers end here).
+inline bool contains_relaxed(const node_t* ids, int n, node_t idx) {
+  int found = 0;
+  for (int j = 0; j < n; ++j) found |= load_relaxed(ids + j) == idx;
+  return found != 0;
+}
+
+// Test-and-test-and-set spinlock on its own cache line: waiting threads spin
+// on a plain load with a pause, and locks of different points never share a
+// line (a lock per point packed 64 to a line made threads working on
+// unrelated points fight over it).
+struct alignas(64) SpinLock {
+  std::atomic<uint8_t> f{0};
+  void lock() {
+    while (f.exchange(1, std::memory_order_acquire))
+      while (f.load(std::memory_order_relaxed)) cpu_relax();
+  }
+  void unlock() { f.store(0, std::memory_order_release); }
+};
+
+// Striped heap locks: point v uses lock v & mask of a power-of-two table
+// (>= 256 per thread, so two threads rarely want the same stripe; 64 bytes
+// each instead of a cache line per point). A thread holds one lock at a time,
+// so points sharing a stripe cannot deadlock.
+class StripedLocks {
+ public:
+  StripedLocks(int64_t n, int threads) {
+    int64_t s = 1024;
+    while (s < 256 * int64_t(threads)) s *= 2;
+    while (s > 1024 && s / 2 >= n) s /= 2;
+    locks_ = std::vector<SpinLock>(size_t(s));
+    mask_ = s - 1;
+  }
+  SpinLock& operator[](int64_t v) { return locks_[size_t(v & mask_)]; }
+
+ private:
+  std::vector<SpinLock> locks_;
+  int64_t mask_ = 0;
 };
 
 // Heap storage for all points: distance, index and "new" flag per slot.
@@ -133,13 +171,31 @@ struct Graph {
   Graph(int64_t n_, int k_) : n(n_), k(k_), d(size_t(n_) * k_, INFINITY), i(size_t(n_) * k_, -1), fresh(size_t(n_) * k_, 0) {}
 
   // push_unique that also marks the slot as new (sift keeps flags aligned).
+  // In the join this runs under v's lock while other threads read the root
+  // distance and the ids without it: those stores are relaxed atomic (the
+  // plain reads here are safe, the only writer holds the lock).
   bool push(int64_t v, float dist, node_t idx) {
     float* hd = d.data() + v * k;
     node_t* hi = i.data() + v * k;
     uint8_t* hf = fresh.data() + v * k;
     if (!(dist < hd[0])) return false;
     if (contains(hi, k, idx)) return false;
-    heap_replace_top<node_t>(hd, hi, hf, k, dist, idx, 1);
+    int pos = 0;
+    for (;;) {  // heap_replace_top (csrc/common.h) with atomic stores
+      const int l = 2 * pos + 1, r = l + 1;
+      int big = pos;
+      float bd = dist;
+      if (l < k && hd[l] > bd) { big = l; bd = hd[l]; }
+      if (r < k && hd[r] > bd) { big = r; bd = hd[r]; }
+      if (big == pos) break;
+      store_relaxed(hd + pos, bd);
+      store_relaxed(hi + pos, hi[big]);
+      hf[pos] = hf[big];
+      pos = big;
+    }
+    store_relaxed(hd + pos, dist);
+    store_relaxed(hi + pos, idx);
+    hf[pos] = 1;
     return true;
   }
 };
@@ -177,12 +233,11 @@ struct CandLists {
 void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
                    int n_trees, int leaf_size, int max_candidates, int n_iters,
                    float delta, uint64_t seed, int64_t* out_idx, float* out_dist,
-                   int n_jobs) {
+                   int n_jobs, CpuKernel kernel, bool verbose) {
   const int nt = resolve_threads(n_jobs);
-  const GramFn gram_sqdist = select_gram();
-  const DistFns df = dist_fns();
+  const GramFn gram_sqdist = select_gram(kernel);
+  const DistFns df = dist_fns(kernel);
   Graph g(n, k);
-  const bool verbose = std::getenv("FASTRL_NND_VERBOSE") != nullptr;
   auto T0 = std::chrono::steady_clock::now();
   auto el = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count(); };
 
@@ -242,7 +297,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
   if (verbose) std::fprintf(stderr, "init %.3f\n", el());
   // 2. NN-descent iterations.
   CandLists fresh(n, max_candidates), old(n, max_candidates);
-  std::vector<SpinLock> locks(n);
+  StripedLocks locks(n, nt);
   for (int it = 0; it < n_iters; ++it) {
     fresh.clear();
     old.clear();
@@ -307,8 +362,9 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
         const int m = nn + no;
         gram_sqdist(X, d, ids.data(), m, nn, gnorm.data(), out.data(), mpad);
         // Heap roots are scattered in memory: read each candidate's threshold
-        // once (a stale value only costs a rejected push under the lock).
-        for (int b = 0; b < m; ++b) thr[b] = g.d[size_t(ids[b]) * k];
+        // once, without its lock (a stale value only costs a rejected push
+        // under the lock, or a missed one, as in pynndescent).
+        for (int b = 0; b < m; ++b) thr[b] = load_relaxed(&g.d[size_t(ids[b]) * k]);
         for (int a = 0; a < nn; ++a) {
           const node_t p = ids[a];
           const float* row = out.data() + size_t(a) * mpad;
@@ -320,8 +376,8 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
             ++attempts;
             // Most offers repeat a known edge: an unlocked look first spares the
             // lock's cache line (push re-checks under the lock).
-            if (dist < thr[a] && !contains(g.i.data() + size_t(p) * k, k, q)) { locks[p].lock(); updates += g.push(p, dist, q); thr[a] = g.d[size_t(p) * k]; locks[p].unlock(); }
-            if (dist < thr[b] && !contains(g.i.data() + size_t(q) * k, k, p)) { locks[q].lock(); updates += g.push(q, dist, p); thr[b] = g.d[size_t(q) * k]; locks[q].unlock(); }
+            if (dist < thr[a] && !contains_relaxed(g.i.data() + size_t(p) * k, k, q)) { locks[p].lock(); updates += g.push(p, dist, q); thr[a] = g.d[size_t(p) * k]; locks[p].unlock(); }
+            if (dist < thr[b] && !contains_relaxed(g.i.data() + size_t(q) * k, k, p)) { locks[q].lock(); updates += g.push(q, dist, p); thr[b] = g.d[size_t(q) * k]; locks[q].unlock(); }
           }
         }
       }

@@ -71,8 +71,8 @@ FASTRL_DIST_ISA(avx512, __attribute__((target("avx512f,avx2,fma"))))
 
 }  // namespace
 
-DistFns dist_fns() {
-  switch (selected_cpu_kernel()) {
+DistFns dist_fns(CpuKernel kernel) {
+  switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
     case CpuKernel::kAvx512: return avx512::fns;
 #endif

@@ -1,10 +1,12 @@
 // Point-to-point distance loops over float32 rows, compiled once per
-// instruction set and picked by the CPU kernel in use (FASTRL_CPU_KERNEL,
-// csrc/cpu_features.h), so forcing a kernel covers these loops too.
+// instruction set and picked by the CPU kernel of the call
+// (csrc/cpu_features.h), so forcing a kernel covers these loops too.
 //   sqdist   = sum_t (a_t - b_t)^2      dot   = sum_t a_t b_t      (float32 sums)
 //   sqdist64, dot64: the same with float64 products and sums (exact refinement)
 #pragma once
 #include <cstdint>
+
+#include "cpu_features.h"
 
 namespace fastrl {
 
@@ -15,7 +17,7 @@ struct DistFns {
   double (*dot64)(const float*, const float*, int64_t);
 };
 
-// The loops of the selected CPU kernel (throws like selected_cpu_kernel()).
-DistFns dist_fns();
+// The loops of CPU kernel `kernel` (the caller has checked it runs here).
+DistFns dist_fns(CpuKernel kernel);
 
 }  // namespace fastrl

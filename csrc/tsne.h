@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "cpu_features.h"
 
 namespace fastrl {
 
@@ -42,11 +43,11 @@ void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k
 // Attractive forces out[i] = exaggeration * A_i, rows of P against the points
 // Yref (Yref == Y for a plain fit). Returns sum_ij p_ij log(p_ij / w_ij) if
 // eval_kl (KL = that + log Z when P sums to 1), else 0.
-// n_ref: rows of Yref. The 2-D case without KL runs a SIMD build when the CPU
-// kernel (csrc/cpu_features.h) is avx2 or avx512.
+// n_ref: rows of Yref. The 2-D case without KL runs a SIMD build when
+// `kernel` (csrc/cpu_features.h) is avx2 or avx512.
 double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
                        const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
-                       double exaggeration, bool eval_kl, double* out, int n_jobs);
+                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel);
 
 #ifdef FASTRL_HAVE_AVX2
 namespace isa_avx2 {

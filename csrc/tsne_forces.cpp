@@ -47,9 +47,9 @@ void attractive_rows(const int64_t* indptr, const int32_t* indices, const double
 using Attr2dFn = void (*)(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t,
                           int64_t, double, double, double*);
 
-Attr2dFn simd_attractive2d(int64_t n_ref) {
+Attr2dFn simd_attractive2d(int64_t n_ref, CpuKernel kernel) {
   if (n_ref >= (int64_t(1) << 30)) return nullptr;  // doubled int32 gather indices
-  switch (selected_cpu_kernel()) {
+  switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
     case CpuKernel::kAvx512: return isa_avx512::attractive2d_rows;
 #endif
@@ -66,9 +66,9 @@ Attr2dFn simd_attractive2d(int64_t n_ref) {
 // KL part: sum p log(p / w), log w = dof * log u.
 double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
                        const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
-                       double exaggeration, bool eval_kl, double* out, int n_jobs) {
+                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel) {
   if (dim == 2 && !eval_kl) {
-    if (Attr2dFn fn = simd_attractive2d(n_ref)) {
+    if (Attr2dFn fn = simd_attractive2d(n_ref, kernel)) {
       constexpr int64_t kRows = 256;
       const int64_t chunks = (n + kRows - 1) / kRows;
 #pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 1)

@@ -13,11 +13,12 @@ KERNELS = list(_core().cpu_kernels_supported())
 
 
 @pytest.fixture(params=KERNELS)
-def cpu_kernel(request, monkeypatch):
-    """Runs the test once per SIMD kernel this CPU supports (FASTRL_CPU_KERNEL)."""
-    monkeypatch.setenv("FASTRL_CPU_KERNEL", request.param)
-    assert _core().knn_kernel_name() == request.param
-    return request.param
+def cpu_kernel(request):
+    """Runs the test once per SIMD kernel this CPU supports (fastrl.use_cpu_kernel)."""
+    from fastrl import backend_info, use_cpu_kernel
+    with use_cpu_kernel(request.param):
+        assert backend_info()["cpu_kernel"] == request.param
+        yield request.param
 
 
 def _assert_matches(idx, dist, ref_idx, ref_dist, rtol=1e-4):
@@ -98,10 +99,16 @@ def test_query_point_in_index_is_found(rng):
 
 
 def test_n_jobs_gives_same_result(rng):
+    """README: the exact path is deterministic, ties by index: the same graph, bit for bit
+    (indices and distances), whatever the thread count, also on tie-heavy integer data."""
     X = rng.standard_normal((600, 9)).astype(np.float32)
-    a = knn_graph(X, 8, method="exact", n_jobs=1)
-    b = knn_graph(X, 8, method="exact", n_jobs=2)
-    np.testing.assert_array_equal(a[0], b[0])
+    Xi = rng.integers(0, 3, size=(400, 5)).astype(np.float32)  # many exactly tied distances
+    for data in (X, Xi):
+        a = knn_graph(data, 8, method="exact", n_jobs=1)
+        for n_jobs in (2, None):  # None: every core (the default)
+            b = knn_graph(data, 8, method="exact", n_jobs=n_jobs)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -125,10 +132,20 @@ def test_approx_recall_clustered(rng, metric, cpu_kernel):
 
 
 def test_approx_is_deterministic_with_seed(rng):
+    """README: NN-descent is reproducible for a fixed random_state with n_jobs=1 (indices and
+    distances, bit for bit); with more threads only exact distance ties may be broken
+    differently, so on tie-free data (continuous random floats) the default thread count and
+    n_jobs=2 give the n_jobs=1 graph too."""
     X = rng.standard_normal((800, 8)).astype(np.float32)
     a = knn_graph(X, 10, method="approx", random_state=3, n_jobs=1)
+    assert len(np.unique(a[1])) > 0.45 * a[1].size  # (nearly) tie-free: each pair is listed from both ends
     b = knn_graph(X, 10, method="approx", random_state=3, n_jobs=1)
     np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    for n_jobs in (None, 2):
+        c = knn_graph(X, 10, method="approx", random_state=3, n_jobs=n_jobs)
+        np.testing.assert_array_equal(a[0], c[0])
+        np.testing.assert_array_equal(a[1], c[1])
 
 
 def test_approx_small_k_and_duplicates(rng):
@@ -176,10 +193,10 @@ def test_nonfinite_rejected(bad, which):
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_torch_path_matches_reference(rng, metric):
     """The blocked matmul + topk path that serves CUDA tensors (run here on CPU)."""
-    from fastrl.neighbors.knn import _torch_knn
+    from fastrl.neighbors.torch_knn import torch_knn
     X = rng.standard_normal((301, 19)).astype(np.float32)
     t = torch.from_numpy(X)
-    idx, dist = _torch_knn(t, t, 11, metric, exclude_self=True, block=64)
+    idx, dist = torch_knn(t, t, 11, metric, exclude_self=True, block=64)
     ref_idx, ref_dist = knn_reference(X, X, 11, metric=metric, exclude_self=True)
     _assert_matches(idx.numpy(), dist.numpy(), ref_idx, ref_dist)
 
@@ -195,23 +212,108 @@ def test_approx_recall_mnist_pca50(mnist):
     assert recall >= 0.98
 
 
-def test_cpu_kernel_switch(monkeypatch):
-    """FASTRL_CPU_KERNEL forces a kernel, backend_info reports it, and a kernel
-    the CPU lacks (or an unknown name) is refused with a clear ValueError."""
-    from fastrl import backend_info
+def test_cpu_kernel_switch():
+    """use_cpu_kernel forces a kernel (nested blocks restore the outer one),
+    backend_info reports it, and a kernel the CPU lacks (or an unknown name) is
+    refused with a clear ValueError, by the switch and by the core itself."""
+    from fastrl import backend_info, use_cpu_kernel
     assert backend_info()["cpu_kernels"] == KERNELS
+    outer = backend_info()["cpu_kernel"]
     for name in KERNELS:
-        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
-        assert backend_info()["cpu_kernel"] == name
+        with use_cpu_kernel(name):
+            assert backend_info()["cpu_kernel"] == name
+            with use_cpu_kernel("auto"):
+                assert backend_info()["cpu_kernel"] == KERNELS[-1]
+            assert backend_info()["cpu_kernel"] == name
+    assert backend_info()["cpu_kernel"] == outer
     for name in {"base", "avx2", "avx512"} - set(KERNELS):  # not runnable here
-        monkeypatch.setenv("FASTRL_CPU_KERNEL", name)
-        with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL=.*cannot run"):
-            knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
-    monkeypatch.setenv("FASTRL_CPU_KERNEL", "neon")
-    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL must be one of"):
-        knn_graph(np.ones((5, 2), np.float32), 2, method="exact")
-    with pytest.raises(ValueError, match="FASTRL_CPU_KERNEL"):
-        backend_info()
+        with pytest.raises(ValueError, match=f"use_cpu_kernel={name}: .*cannot run"):
+            with use_cpu_kernel(name):
+                pass
+        with pytest.raises(ValueError, match=f"cpu_kernel={name}: .*cannot run"):
+            _core().knn_kernel_name(name)
+    with pytest.raises(ValueError, match="use_cpu_kernel must be one of"):
+        with use_cpu_kernel("neon"):
+            pass
+    with pytest.raises(ValueError, match="cpu_kernel must be one of"):
+        _core().knn_kernel_name("neon")
+    assert backend_info()["cpu_kernel"] == outer
+
+
+def test_cpu_kernel_switch_is_thread_local():
+    """A use_cpu_kernel block in one thread leaves the others' kernel alone,
+    and threads running different kernels at once get the same graph."""
+    import threading
+    from fastrl import backend_info, use_cpu_kernel
+    X = np.random.default_rng(5).standard_normal((600, 24)).astype(np.float32)
+    outer = backend_info()["cpu_kernel"]
+    entered, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def worker(name):
+        with use_cpu_kernel(name):
+            seen[name] = backend_info()["cpu_kernel"]
+            entered.set()
+            release.wait(10)
+            seen[name + " graph"] = knn_graph(X, 9, method="exact")
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in KERNELS]
+    for t in threads:
+        t.start()
+        assert entered.wait(10)
+        entered.clear()
+        assert backend_info()["cpu_kernel"] == outer  # this thread is unaffected
+    release.set()
+    for t in threads:
+        t.join(30)
+    want = knn_graph(X, 9, method="exact")
+    for name in KERNELS:
+        assert seen[name] == name
+        np.testing.assert_array_equal(seen[name + " graph"][0], want[0])
+        np.testing.assert_allclose(seen[name + " graph"][1], want[1], rtol=1e-6)
+
+
+_ENV_SCRIPT = """
+import os, sys
+import numpy as np
+import fastrl
+from fastrl.neighbors import knn_graph
+X = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
+try:
+    print("kernel", fastrl.backend_info()["cpu_kernel"])
+    os.environ["FASTRL_CPU_KERNEL"] = "auto"  # read once, at import: no effect now
+    print("after setenv", fastrl.backend_info()["cpu_kernel"])
+    knn_graph(X, 5, method="approx", random_state=0)
+except ValueError as exc:
+    print("ValueError", exc)
+with fastrl.use_cpu_kernel("base"):
+    print("switch", fastrl.backend_info()["cpu_kernel"], knn_graph(X, 3, method="exact")[0].shape)
+"""
+
+
+@pytest.mark.parametrize("value", ["base", "neon", "avx512"])
+def test_cpu_kernel_env_read_once_at_import(value):
+    """FASTRL_CPU_KERNEL still picks the kernel, read when fastrl is imported
+    (the core never reads the environment); a bad value fails the calls with a
+    ValueError naming the variable, not the import, and use_cpu_kernel
+    overrides it. FASTRL_NND_VERBOSE (also read at import) prints NN-descent's
+    phase timings."""
+    import os
+    import subprocess
+    import sys
+    if value == "avx512" and value in KERNELS:
+        pytest.skip("this CPU runs avx512")
+    env = dict(os.environ, FASTRL_CPU_KERNEL=value, FASTRL_NND_VERBOSE="1")
+    r = subprocess.run([sys.executable, "-c", _ENV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "switch base (300, 3)" in r.stdout
+    if value == "base":
+        assert "kernel base\nafter setenv base\n" in r.stdout
+        assert "joined" in r.stderr and "finalized" in r.stderr  # NN-descent's verbose timings
+    elif value == "neon":
+        assert "ValueError FASTRL_CPU_KERNEL must be one of" in r.stdout
+    else:
+        assert "ValueError FASTRL_CPU_KERNEL=avx512: this CPU (or this build) cannot run" in r.stdout
 
 
 @pytest.mark.parametrize("scale", [1.0, 2.0 ** -20])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastrl._validation import as_float_array, check_choice, check_int, check_real
+from fastrl._validation import as_float_array, check_choice, check_int, check_int32_points, check_real
+from fastrl.neighbors.cpu_kernel import cpu_kernel
 
 METHODS = ("auto", "exact", "approx")
 METRICS = ("euclidean", "cosine")
@@ -91,37 +92,6 @@ def _choose_method(method: str, n: int, d: int, k: int) -> str:
     return "approx"
 
 
-def _torch_knn(A: torch.Tensor, Q: torch.Tensor, k: int, metric: str, exclude_self: bool, block: int = 4096):
-    """Exact kNN on a (CUDA) tensor with blocked matmul + topk."""
-    A = A.float()
-    Q = Q.float()
-    if metric == "cosine":
-        A = torch.nn.functional.normalize(A, dim=1)
-        Q = torch.nn.functional.normalize(Q, dim=1)
-        an = torch.zeros(A.shape[0], device=A.device)
-    else:
-        mu = A.mean(0, keepdim=True)
-        A, Q = A - mu, Q - mu
-        an = (A * A).sum(1)
-    idx_out, dist_out = [], []
-    for s in range(0, Q.shape[0], block):
-        q = Q[s: s + block]
-        score = an[None, :] - 2.0 * (q @ A.T)
-        if exclude_self:
-            r = torch.arange(s, s + q.shape[0], device=A.device)
-            score[torch.arange(q.shape[0], device=A.device), r] = float("inf")
-        _, idx = torch.topk(score, k, dim=1, largest=False, sorted=True)
-        nb = A[idx]
-        if metric == "cosine":
-            d = (1.0 - (nb * q[:, None, :]).sum(-1)).clamp_min(0.0)
-        else:
-            d = ((nb - q[:, None, :]) ** 2).sum(-1).sqrt()
-        d, order = torch.sort(d, dim=1, stable=True)
-        idx_out.append(torch.gather(idx, 1, order))
-        dist_out.append(d)
-    return torch.cat(idx_out), torch.cat(dist_out)
-
-
 def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_jobs=None,
               random_state=None, n_trees=None, n_iters=None, metric_params=None):
     """k-nearest-neighbour graph of the rows of ``X``, the point itself left out.
@@ -129,14 +99,15 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
     Parameters
     ----------
     X : ndarray or torch.Tensor, shape (N, D)
-        float32 or float64 (C- or F-ordered). A CUDA tensor is searched exactly
-        on the GPU and the result is returned as CUDA tensors.
+        float32 or float64 (C- or F-ordered). A CUDA tensor is searched on its
+        device (see Notes) and the result is returned as CUDA tensors.
     k : int
         Neighbours per point, ``1 <= k < N``.
     method : {"auto", "exact", "approx"}
         ``"exact"``: blocked brute force (C++, SIMD, OpenMP). ``"approx"``:
         NN-descent started from a random-projection forest. ``"auto"`` picks
-        exact when N·D <= 2e7, or N <= 200k and k >= 50; NN-descent otherwise.
+        exact when N·D <= 2e7, or N <= 200k and k >= 50; NN-descent otherwise
+        (CUDA tensors: always exact, on the GPU).
     metric : str or callable
         ``"euclidean"`` (not squared) or ``"cosine"`` (``1 - cos``) run the
         compiled path; ``"precomputed"`` (X is an (N, N) dense or CSR distance
@@ -149,15 +120,33 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
     metric_params : dict, optional
         Extra keyword arguments of the metric (e.g. ``{"p": 3}`` for minkowski).
     n_trees, n_iters : int, optional
-        NN-descent's forest size and maximum iterations (defaults scale with N).
+        NN-descent's forest size (>= 1) and maximum iterations (>= 0); the
+        defaults scale with N.
 
     Returns
     -------
     indices : ndarray of int64, shape (N, k)
     distances : ndarray of float32, shape (N, k)
-        Sorted ascending by distance (ties by index).
+        Sorted ascending by distance (ties by index). torch tensors on X's
+        device for a CUDA tensor.
+
+    Notes
+    -----
+    A CUDA tensor with ``method="exact"`` or ``"auto"`` is searched exactly on
+    its device with the compiled path's contract (ties by index, the k
+    boundary included; distances in float64 on the data as given), in blocks
+    of queries sized from the device's free memory
+    (:mod:`fastrl.neighbors.torch_knn`); ``n_jobs`` is then unused.
+    ``method="approx"`` has no GPU implementation: it warns once
+    (``FallbackWarning``) and runs NN-descent on a host copy with the given
+    ``random_state``, ``n_trees``, ``n_iters`` and ``n_jobs``, returning the
+    result on X's device.
     """
     check_choice(method, "method", METHODS)
+    if n_trees is not None:
+        check_int(n_trees, "n_trees", low=1)
+    if n_iters is not None:
+        check_int(n_iters, "n_iters", low=0)
     if metric_params or not (isinstance(metric, str) and metric in METRICS):  # other metrics, precomputed
         from fastrl.neighbors.metrics import canonical_metric, metric_knn_graph
         kind, name, _ = canonical_metric(metric, metric_params)
@@ -165,18 +154,13 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
             idx, dist = metric_knn_graph(X, check_int(k, "k", low=1), metric, metric_params, n_jobs=n_jobs)
             return idx, dist.astype(np.float32)
         metric = name
+    if method == "approx" or (method == "auto" and not (isinstance(X, torch.Tensor) and X.is_cuda)):
+        # NN-descent may run ("auto" on a CUDA tensor searches exactly there): int32 ids, checked before any copy
+        check_int32_points(X, "X", "knn_graph(method='approx') (RP forest, NN-descent)")
     if not isinstance(X, torch.Tensor) and hasattr(X, "toarray"):  # scipy.sparse input
         X = X.toarray()
     if isinstance(X, torch.Tensor) and X.is_cuda:
-        if X.dim() != 2:
-            raise ValueError(f"X must be 2-D, got shape {tuple(X.shape)}")
-        n = X.shape[0]
-        k = check_int(k, "k", low=1)
-        if k >= n:
-            raise ValueError(f"k must be < N (the number of points, {n}), got k={k}")
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError("X contains NaN or inf")
-        return _torch_knn(X, X, k, metric, exclude_self=True)
+        return _knn_graph_device(X, k, method, metric, n_jobs, random_state, n_trees, n_iters)
     A0 = _as_array(X, "X")
     n, d = A0.shape
     k = check_int(k, "k", low=1)
@@ -196,11 +180,37 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
             if keep is not None:
                 ref = np.empty((n, keep.size), dtype=np.float32)
                 _core().knn_compact_rows(A0, metric, None, keep, ref, jobs)
-        _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref)
+        _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref, cpu_kernel=cpu_kernel())
     else:
         from fastrl.neighbors.nndescent import nndescent
         nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters)
     return idx, dist
+
+
+def _knn_graph_device(X: torch.Tensor, k, method: str, metric: str, n_jobs, random_state, n_trees, n_iters):
+    """knn_graph of a tensor on its own device (the CUDA path; any device
+    works, which is how the tests run it on CPU tensors)."""
+    check_real(X, "X")
+    if X.dim() != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be 2-D and non-empty, got shape {tuple(X.shape)}")
+    n = X.shape[0]
+    k = check_int(k, "k", low=1)
+    if k >= n:
+        raise ValueError(f"k must be < N (the number of points, {n}), got k={k}")
+    jobs = _n_jobs(n_jobs)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("X contains NaN or inf")
+    if method == "approx":
+        from fastrl._dispatch import warn_fallback
+        warn_fallback("neighbors.knn_graph.approx_on_device",
+                      f"fastrl: knn_graph(method='approx') on a {X.device.type} tensor: NN-descent has no GPU "
+                      "implementation and runs on a host copy of X (the result is moved back to X's device); "
+                      "method='exact' or 'auto' searches exactly on the device")
+        idx, dist = knn_graph(_as_array(X, "X"), k, method="approx", metric=metric, n_jobs=jobs,
+                              random_state=random_state, n_trees=n_trees, n_iters=n_iters)
+        return torch.from_numpy(idx).to(X.device), torch.from_numpy(dist).to(X.device)
+    from fastrl.neighbors.torch_knn import torch_knn
+    return torch_knn(X, X, k, metric, exclude_self=True)
 
 
 def knn_query(X_index, X_query, k: int, *, metric: str = "euclidean", n_jobs=None):
@@ -239,5 +249,5 @@ def knn_query(X_index, X_query, k: int, *, metric: str = "euclidean", n_jobs=Non
     idx = np.empty((Q.shape[0], k), dtype=np.int64)
     dist = np.empty((Q.shape[0], k), dtype=np.float32)
     exact = (A0, Q0) if metric == "euclidean" else (None, None)
-    _core().knn_exact(A, Q, k, metric, False, idx, dist, jobs, *exact)
+    _core().knn_exact(A, Q, k, metric, False, idx, dist, jobs, *exact, cpu_kernel=cpu_kernel())
     return idx, dist

@@ -2,7 +2,14 @@
 pynndescent's heuristics) and the call into ``fastrl._C.knn_nndescent``."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+from fastrl.neighbors.cpu_kernel import cpu_kernel
+
+# Phase timings of the C++ NN-descent on stderr when set (read once, at import).
+VERBOSE = "FASTRL_NND_VERBOSE" in os.environ
 
 
 def nndescent_params(n: int, k: int, n_trees=None, n_iters=None) -> dict:
@@ -39,4 +46,5 @@ def nndescent(A: np.ndarray, k: int, metric: str, out_idx: np.ndarray, out_dist:
         seed = int(np.random.default_rng(random_state).integers(0, 2**63 - 1))
     p = nndescent_params(A.shape[0], k, n_trees, n_iters)
     _core().knn_nndescent(A, k, metric, p["n_trees"], p["leaf_size"], p["max_candidates"],
-                          p["n_iters"], p["delta"], seed, out_idx, out_dist, n_jobs)
+                          p["n_iters"], p["delta"], seed, out_idx, out_dist, n_jobs,
+                          cpu_kernel=cpu_kernel(), verbose=VERBOSE)
