@@ -168,6 +168,29 @@ def test_spectral_embedding_function_options():
             spectral_embedding(W, eigen_solver="amg")
 
 
+def test_spectral_embedding_amg_fallbacks_warn_like_sklearn(monkeypatch):
+    """scikit-learn's test_fallback_amg (it needs pyamg; here a stand-in module lets
+    eigen_solver="amg" past the import): small graphs and dense affinities fall
+    back to ARPACK with scikit-learn's RuntimeWarnings, and give ARPACK's result."""
+    import sys
+    import types
+
+    from sklearn.metrics.pairwise import rbf_kernel
+    monkeypatch.setitem(sys.modules, "pyamg", types.ModuleType("pyamg"))
+    sims = rbf_kernel(np.random.RandomState(36).randn(10, 30))
+    with pytest.warns(RuntimeWarning, match="dense matrices"):
+        Y = spectral_embedding(sims, eigen_solver="amg", n_components=1, random_state=0)
+    np.testing.assert_allclose(Y, spectral_embedding(sims, eigen_solver="arpack", n_components=1, random_state=0))
+    with pytest.warns(RuntimeWarning, match="small graphs") as rec:
+        spectral_embedding(sims, eigen_solver="amg", n_components=5, random_state=0)
+    assert not any("dense" in str(w.message) for w in rec)  # the first fallback ends the checks, as in scikit-learn
+    with warnings.catch_warnings():  # sparse and large enough: no fallback warning
+        warnings.simplefilter("error", RuntimeWarning)
+        X = np.random.default_rng(1).normal(size=(60, 3))
+        G = sp.csr_matrix(NearestNeighbors(n_neighbors=8).fit(X).kneighbors_graph(X))
+        spectral_embedding(G + G.T, eigen_solver="amg", n_components=2, random_state=0)
+
+
 def test_spectral_embedding_precomputed_nearest_neighbors():
     X = np.random.default_rng(9).normal(size=(150, 4))
     G = NearestNeighbors(n_neighbors=20).fit(X).kneighbors_graph(X, mode="distance")

@@ -1,16 +1,17 @@
 """openTSNE's public API on fastrl: ``import fastrl.opentsne as openTSNE``.
 
 ``TSNE``, ``TSNEEmbedding`` / ``PartialTSNEEmbedding`` (``optimize``,
-``transform``, ``prepare_partial``), the ``affinity`` and ``initialization``
-modules and ``fastrl.opentsne.sklearn.TSNE``, with openTSNE 1.0's parameters
-and defaults. The gradients, the optimiser step and the kNN graphs are
-fastrl's own (:mod:`fastrl.manifold.tsne`, :mod:`fastrl.neighbors`).
+``transform``, ``prepare_partial``), the ``affinity``, ``initialization``,
+``nearest_neighbors``, ``callbacks`` and ``utils`` modules and
+``fastrl.opentsne.sklearn.TSNE``, with openTSNE 1.0's parameters and
+defaults. The gradients, the optimiser step and the kNN graphs are fastrl's
+own (:mod:`fastrl.manifold.tsne`, :mod:`fastrl.neighbors`).
 """
-from fastrl.opentsne import affinity, initialization
+from fastrl.opentsne import affinity, callbacks, initialization, nearest_neighbors, utils
 from fastrl.opentsne.tsne import TSNE, OptimizationInterrupt, PartialTSNEEmbedding, TSNEEmbedding
 
-__all__ = ["TSNE", "TSNEEmbedding", "PartialTSNEEmbedding", "OptimizationInterrupt", "affinity", "initialization",
-           "sklearn"]
+__all__ = ["TSNE", "TSNEEmbedding", "PartialTSNEEmbedding", "OptimizationInterrupt", "affinity", "callbacks",
+           "initialization", "nearest_neighbors", "utils", "sklearn"]
 
 
 def __getattr__(name):

@@ -13,60 +13,25 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from fastrl._validation import check_real
 from fastrl.manifold.tsne.affinities import multiscale_affinities, symmetrize
+from fastrl.opentsne import nearest_neighbors as _nn
 
 log = logging.getLogger(__name__)
 
 
-def _as_data(data):
-    if sp.issparse(data):
-        return sp.csr_matrix(data, dtype=np.float64)
-    A = check_real(np.asarray(data), "data")
-    return np.ascontiguousarray(A, dtype=np.float64)
-
-
-class _KNNIndex:
-    """Indexed points and their kNN search (fastrl's compiled kNN for euclidean
-    and cosine, :mod:`fastrl.neighbors.metrics` for the other metrics)."""
-
-    def __init__(self, data, metric="euclidean", metric_params=None, method="auto", n_jobs=1, random_state=None):
-        self.data = _as_data(data)
-        self.metric, self.metric_params = metric, metric_params
-        self.method = {"auto": "auto", "exact": "exact", "approx": "approx", "annoy": "approx",
-                       "pynndescent": "approx", "hnsw": "approx"}.get(method) if isinstance(method, str) else None
-        if self.method is None:
-            raise ValueError(f"method must be one of 'auto', 'exact', 'approx', 'annoy', 'pynndescent', got {method!r}")
-        self.n_jobs, self.random_state = n_jobs, random_state
-        self.k = 0
-
-    def build(self, k: int):
-        from fastrl.neighbors import knn_graph
-        from fastrl.neighbors.metrics import canonical_metric
-        kind, _, _ = canonical_metric(self.metric, self.metric_params)
-        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
-        X = self.data.toarray() if (sp.issparse(self.data) and kind == "fast") else self.data
-        idx, dist = knn_graph(X, k, method=self.method if kind == "fast" else "exact", metric=self.metric,
-                              metric_params=self.metric_params, n_jobs=self.n_jobs, random_state=seed)
-        self.k = k
-        return idx, np.asarray(dist, dtype=np.float64)
-
-    def query(self, query, k: int):
-        from fastrl.neighbors import knn_query
-        from fastrl.neighbors.metrics import canonical_metric
-        Q = _as_data(query)
-        A = self.data
-        kind, name, params = canonical_metric(self.metric, self.metric_params)
-        if kind == "fast":
-            idx, dist = knn_query(A.toarray() if sp.issparse(A) else A, Q.toarray() if sp.issparse(Q) else Q, k,
-                                  metric=name, n_jobs=self.n_jobs)
-            return idx, np.asarray(dist, dtype=np.float64)
-        if kind == "precomputed":
-            raise ValueError("to_new needs the data, not precomputed distances")
-        from sklearn.metrics import pairwise_distances
-        D = pairwise_distances(Q, A, metric=name, **params)
-        idx = np.argsort(D, axis=1, kind="stable")[:, :k]
-        return idx.astype(np.int64), np.take_along_axis(D, idx, 1)
+def _knn_index(data, knn_index, k_of_n, method, metric, metric_params, n_jobs, random_state, verbose, knn_kwargs):
+    """The kNN index of an affinity: ``knn_index`` as given, or one built on
+    ``data`` with ``k = k_of_n(N)`` neighbours (exactly one of the two)."""
+    if data is None and knn_index is None:
+        raise ValueError("At least one of the parameters `data` or `knn_index` must be specified!")
+    if data is not None and knn_index is not None:
+        raise ValueError("Both `data` or `knn_index` were specified! Please pass only one.")
+    if knn_index is not None:
+        if not isinstance(knn_index, _nn.KNNIndex):
+            raise ValueError(f"`knn_index` must be a nearest_neighbors.KNNIndex, got {type(knn_index).__name__}")
+        return knn_index
+    return _nn.get_knn_index(data, method, k_of_n(data.shape[0]), metric, metric_params, n_jobs=n_jobs,
+                             random_state=random_state, verbose=verbose, knn_kwargs=knn_kwargs)
 
 
 class Affinities:
@@ -74,7 +39,17 @@ class Affinities:
 
     def __init__(self, verbose=False):
         self.P = None
+        self.knn_index = None
         self.verbose = verbose
+
+    @property
+    def n_samples(self) -> int:
+        """Number of indexed points (N)."""
+        if self.knn_index is not None:
+            return self.knn_index.n_samples
+        if self.P is None:
+            raise RuntimeError("`knn_index` is not set!")
+        return self.P.shape[0]
 
     def to_new(self, data, return_distances=False):  # pragma: no cover - abstract, as in openTSNE
         raise NotImplementedError(f"{type(self).__name__} cannot place new points: use an affinity built "
@@ -128,18 +103,14 @@ class PerplexityBasedNN(Affinities):
                  symmetrize=True, n_jobs=1, random_state=None, verbose=False, k_neighbors="auto",
                  knn_kwargs=None, knn_index=None):
         super().__init__(verbose)
-        if data is None and knn_index is None:
-            raise ValueError("At least one of the parameters `data` or `knn_index` must be specified!")
-        self.knn_index = knn_index if knn_index is not None else _KNNIndex(
-            data, metric, metric_params, method, n_jobs, random_state)
-        n = self.knn_index.data.shape[0]
-        k = (min(n - 1, int(3 * float(np.max(perplexity)))) if k_neighbors == "auto"
-             else min(n - 1, int(k_neighbors)))
+        top = int(3 * float(np.max(perplexity))) if k_neighbors == "auto" else int(k_neighbors)
+        self.knn_index = _knn_index(data, knn_index, lambda n: max(1, min(n - 1, top)), method, metric,
+                                    metric_params, n_jobs, random_state, verbose, knn_kwargs)
+        n = self.knn_index.n_samples
         self.perplexity = perplexity
-        self.effective_perplexity_ = _perplexity(perplexity, k)
-        k = min(n - 1, max(k, 1))
+        self.effective_perplexity_ = _perplexity(perplexity, self.knn_index.k)
         self.symmetrize, self.n_jobs = symmetrize, n_jobs
-        self._idx, self._dist = self.knn_index.build(k)
+        self._idx, self._dist = self.knn_index.build()
         self.P = _joint(self._idx, multiscale_affinities(self._dist, self.effective_perplexity_, n_jobs=n_jobs), n,
                         symmetrize)
 
@@ -153,6 +124,10 @@ class PerplexityBasedNN(Affinities):
             raise RuntimeError(f"The desired perplexity `{float(np.max(p)):.2f}` is larger than the kNN graph "
                                f"allows. Please create a new `{type(self).__name__}` instance with the increased "
                                "perplexity.")
+        if 3 * float(np.max(p)) > self._idx.shape[1]:
+            log.warning("The new perplexity is close to the number of nearest neighbors computed (%d): the "
+                        "results may be unexpected. Consider creating a new `%s` instance with the increased "
+                        "perplexity.", self._idx.shape[1], type(self).__name__)
         k = max(1, min(self._idx.shape[1], int(3 * float(np.max(p)))))
         self.perplexity, self.effective_perplexity_ = new_perplexity, p
         self.P = _joint(self._idx[:, :k], multiscale_affinities(self._dist[:, :k], p, n_jobs=self.n_jobs),
@@ -161,7 +136,7 @@ class PerplexityBasedNN(Affinities):
     def to_new(self, data, perplexity=None, return_distances=False, k_neighbors="auto"):
         """Conditional affinities (M, N) of new points to the indexed ones (rows sum to 1)."""
         perplexity = self.perplexity if perplexity is None else perplexity
-        n = self.knn_index.data.shape[0]
+        n = self.knn_index.n_samples
         k = min(n, int(3 * float(np.max(perplexity)))) if k_neighbors == "auto" else min(n, int(k_neighbors))
         k = max(k, 1)
         p = _perplexity(perplexity, k)
@@ -179,11 +154,10 @@ class FixedSigmaNN(Affinities):
         if sigma is None or not np.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"`sigma` must be a positive number, got {sigma!r}")
         self.sigma = float(sigma)
-        self.knn_index = knn_index if knn_index is not None else _KNNIndex(
-            data, metric, metric_params, method, n_jobs, random_state)
-        n = self.knn_index.data.shape[0]
-        k = min(n - 1, int(k))
-        idx, dist = self.knn_index.build(k)
+        self.knn_index = _knn_index(data, knn_index, lambda n: max(1, min(n - 1, int(k))), method, metric,
+                                    metric_params, n_jobs, random_state, verbose, knn_kwargs)
+        n = self.knn_index.n_samples
+        idx, dist = self.knn_index.build()
         self.P = _joint(idx, self._kernel(dist), n, symmetrize)
 
     def _kernel(self, dist, sigma=None):
@@ -193,7 +167,7 @@ class FixedSigmaNN(Affinities):
 
     def to_new(self, data, k=None, sigma=None, return_distances=False):
         """Conditional affinities (M, N) of new points (rows sum to 1)."""
-        n = self.knn_index.data.shape[0]
+        n = self.knn_index.n_samples
         idx, dist = self.knn_index.query(data, min(n, int(k or self.knn_index.k)))
         P = _conditional_csr(idx, self._kernel(dist, sigma), n)
         return (P, idx, dist) if return_distances else P
@@ -209,17 +183,18 @@ class MultiscaleMixture(Affinities):
     def __init__(self, data=None, perplexities=None, method="auto", metric="euclidean", metric_params=None,
                  symmetrize=True, n_jobs=1, random_state=None, verbose=False, knn_kwargs=None, knn_index=None):
         super().__init__(verbose)
-        if perplexities is None or np.ndim(perplexities) != 1 or len(perplexities) == 0:
-            raise ValueError("`perplexities` must be a non-empty list of numbers")
-        self.knn_index = knn_index if knn_index is not None else _KNNIndex(
-            data, metric, metric_params, method, n_jobs, random_state)
-        n = self.knn_index.data.shape[0]
-        self.perplexities = self.check_perplexities(perplexities, n)
-        self.effective_perplexities_ = self.perplexities
+        if perplexities is None or np.ndim(perplexities) > 1 or np.size(perplexities) == 0:
+            raise ValueError("`perplexities` must be a number or a non-empty list of numbers")
+        top = int(3 * float(np.max(perplexities)))  # lowered perplexities need at most N - 1
+        self.knn_index = _knn_index(data, knn_index, lambda n: max(1, min(n - 1, top)), method, metric,
+                                    metric_params, n_jobs, random_state, verbose, knn_kwargs)
+        n = self.knn_index.n_samples
+        self.perplexities = perplexities  # as given; the ones used are effective_perplexities_
+        self.effective_perplexities_ = self.check_perplexities(perplexities,
+                                                               n if knn_index is None else knn_index.k + 1)
         self.n_jobs, self.symmetrize = n_jobs, symmetrize
-        k = max(1, min(n - 1, int(3 * max(self.perplexities))))
-        self._idx, self._dist = self.knn_index.build(k)
-        self.P = _joint(self._idx, self._conditional(self._dist, self.perplexities), n, symmetrize)
+        self._idx, self._dist = self.knn_index.build()
+        self.P = _joint(self._idx, self._conditional(self._dist, self.effective_perplexities_), n, symmetrize)
 
     @staticmethod
     def check_perplexities(perplexities, n_samples):
@@ -244,14 +219,14 @@ class MultiscaleMixture(Affinities):
 
     def set_perplexities(self, new_perplexities):
         """Recompute P for perplexities the existing kNN graph supports (RuntimeError otherwise)."""
-        if list(new_perplexities) == list(self.perplexities):
+        if np.array_equal(np.atleast_1d(new_perplexities), np.atleast_1d(self.perplexities)):
             return
         new = self.check_perplexities(new_perplexities, self._idx.shape[0])
         if 3 * max(new) > self._idx.shape[1] + 1e-9:
             raise RuntimeError(f"The desired perplexities need more neighbours than the kNN graph has "
                                f"({self._idx.shape[1]}); create a new `{type(self).__name__}` instance")
         k = max(1, min(self._idx.shape[1], int(3 * max(new))))
-        self.perplexities = self.effective_perplexities_ = new
+        self.perplexities, self.effective_perplexities_ = new_perplexities, new
         self.P = _joint(self._idx[:, :k], self._conditional(self._dist[:, :k], new), self._idx.shape[0],
                         self.symmetrize)
 
@@ -268,8 +243,8 @@ class MultiscaleMixture(Affinities):
 
     def to_new(self, data, perplexities=None, return_distances=False):
         """Conditional affinities (M, N) of new points (rows sum to 1)."""
-        perplexities = self.perplexities if perplexities is None else perplexities
-        n = self.knn_index.data.shape[0]
+        perplexities = self.effective_perplexities_ if perplexities is None else np.atleast_1d(perplexities)
+        n = self.knn_index.n_samples
         k = max(1, min(n, int(3 * max(perplexities))))
         idx, dist = self.knn_index.query(data, k)
         P = _conditional_csr(idx, self._conditional(dist, _check_perplexities(perplexities, k)), n)
@@ -289,18 +264,29 @@ class Uniform(Affinities):
     def __init__(self, data=None, k_neighbors=30, method="auto", metric="euclidean", metric_params=None,
                  symmetrize=True, n_jobs=1, random_state=None, verbose=False, knn_kwargs=None, knn_index=None):
         super().__init__(verbose)
-        self.knn_index = knn_index if knn_index is not None else _KNNIndex(
-            data, metric, metric_params, method, n_jobs, random_state)
-        n = self.knn_index.data.shape[0]
-        k = min(n - 1, int(k_neighbors))
-        if k < 1:
+        if symmetrize not in (True, False, "max", "mean", "none"):
+            raise ValueError(f"Symmetrization method `{symmetrize}` is not recognized.")
+        if data is not None and knn_index is None and int(k_neighbors) >= np.shape(data)[0]:
+            raise ValueError(f"`k_neighbors` ({int(k_neighbors)}) cannot be larger than N-1 ({np.shape(data)[0]}).")
+        if int(k_neighbors) < 1:
             raise ValueError(f"k_neighbors must be >= 1, got {k_neighbors}")
-        idx, _ = self.knn_index.build(k)
-        self.P = _joint(idx, np.full(idx.shape, 1.0 / k), n, symmetrize)
+        self.knn_index = _knn_index(data, knn_index, lambda n: int(k_neighbors), method, metric, metric_params,
+                                    n_jobs, random_state, verbose, knn_kwargs)
+        n = self.knn_index.n_samples
+        idx, _ = self.knn_index.build()
+        k = idx.shape[1]
+        rows = np.repeat(np.arange(n), k)
+        P = sp.csr_matrix((np.ones(n * k), (rows, idx.ravel())), shape=(n, n))
+        P.sum_duplicates()
+        if symmetrize is True or symmetrize == "max":  # union of the kNN edges, each weighted 1
+            P = (P + P.T > 0).astype(np.float64)
+        elif symmetrize == "mean":
+            P = (P + P.T) / 2
+        self.P = sp.csr_matrix(P / P.sum())
 
     def to_new(self, data, k_neighbors=None, return_distances=False):
         """Conditional affinities (M, N) of new points (rows sum to 1)."""
-        n = self.knn_index.data.shape[0]
+        n = self.knn_index.n_samples
         k = min(n, int(k_neighbors or self.knn_index.k))
         idx, dist = self.knn_index.query(data, k)
         P = _conditional_csr(idx, np.full(idx.shape, 1.0 / k), n)

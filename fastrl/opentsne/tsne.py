@@ -7,6 +7,8 @@ Learning rates are openTSNE's (a step on the KL gradient divided by 4,
 """
 from __future__ import annotations
 
+import inspect
+import logging
 import warnings
 from collections.abc import Iterable
 
@@ -18,6 +20,8 @@ from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, Spa
                                             run_phase)
 from fastrl.opentsne import affinity as _affinity
 from fastrl.opentsne import initialization as _init
+
+log = logging.getLogger(__name__)
 
 _BH = {"bh", "BH", "barnes-hut", "barnes_hut"}
 _FFT = {"fft", "FFT", "interpolation"}
@@ -52,6 +56,99 @@ def _check_number(value, name, *, strict=True, allow_none=False):
     return float(check_positive(value, name, allow_tensor=False, strict=strict))
 
 
+def _kl_and_gradient(embedding, P, dof, reference_embedding, should_eval_error, n_jobs, repulsion):
+    """openTSNE's objective contract on fastrl's forces: ``(KL(P || Q), gradient)``
+    with the gradient without t-SNE's factor 4 and the KL 0.0 unless asked for."""
+    from fastrl.manifold.tsne.gradients import attractive_forces, bh_repulsion
+    Y = np.ascontiguousarray(embedding, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    d = Y.shape[1]
+    ref = None if reference_embedding is None else np.ascontiguousarray(reference_embedding, dtype=np.float64)
+    if ref is not None and ref.ndim == 1:
+        ref = ref[:, None]
+    if d == 1:  # on the line y = 0 (the tree code is 2-D)
+        Y = np.hstack([Y, np.zeros_like(Y)])
+        ref = None if ref is None else np.hstack([ref, np.zeros_like(ref)])
+    P = sp.csr_matrix(P)
+    if should_eval_error:
+        A, kl_part = attractive_forces(P, Y, dof=dof, Y_ref=ref, eval_kl=True, n_jobs=n_jobs)
+    else:
+        A, kl_part = attractive_forces(P, Y, dof=dof, Y_ref=ref, n_jobs=n_jobs), 0.0
+    if ref is not None:  # new points against fixed ones: one normaliser over all of them (openTSNE's)
+        R, z = bh_repulsion(Y, theta=repulsion.get("theta", 0.5), dof=dof, Y_ref=ref, per_point=True, n_jobs=n_jobs)
+        Z = float(z.sum())
+    else:
+        R, Z = repulsion["fn"](Y)
+    A -= R / Z
+    kl = float(kl_part + P.sum() * np.log(Z)) if should_eval_error else 0.0
+    return kl, np.ascontiguousarray(A[:, :d]).reshape(np.shape(embedding))
+
+
+def kl_divergence_bh(embedding, P, dof, bh_params, reference_embedding=None, should_eval_error=False, n_jobs=1, **_):
+    """KL divergence and gradient with Barnes-Hut repulsion (openTSNE's objective function).
+
+    Parameters
+    ----------
+    embedding : ndarray, shape (N, d), d <= 3
+    P : scipy.sparse matrix, shape (N, N) (or (N, N_ref) with ``reference_embedding``)
+        Affinities as given (exaggerated or not: the KL is ``sum p log(p / q)`` over them).
+    dof : float
+    bh_params : dict
+        ``{"theta": float}``.
+    reference_embedding : ndarray, shape (N_ref, d), optional
+        Fixed points the new ``embedding`` is placed against.
+    should_eval_error : bool
+    n_jobs : int
+
+    Returns
+    -------
+    kl : float
+        0.0 unless ``should_eval_error``.
+    gradient : ndarray of float64, shape (N, d)
+        ``dKL/dY / 4`` (openTSNE's scale).
+    """
+    from fastrl.manifold.tsne.gradients import bh_repulsion
+    theta = float(bh_params.get("theta", 0.5))
+
+    def repulse(Y):
+        if Y.shape[1] == 3:
+            from fastrl.manifold.tsne.octree import bh_repulsion_nd
+            return bh_repulsion_nd(Y, theta=theta, dof=dof)
+        if Y.shape[1] != 2:
+            raise RuntimeError(f"Barnes-Hut t-SNE supports 1 to 3 dimensions, got {Y.shape[1]}")
+        return bh_repulsion(Y, theta=theta, dof=dof, n_jobs=n_jobs)
+
+    return _kl_and_gradient(embedding, P, float(dof), reference_embedding, should_eval_error, n_jobs,
+                            {"theta": theta, "fn": repulse})
+
+
+def kl_divergence_fft(embedding, P, dof, fft_params, reference_embedding=None, should_eval_error=False, n_jobs=1,
+                      **_):
+    """KL divergence and gradient with FFT-interpolated repulsion (openTSNE's
+    objective function); same contract as :func:`kl_divergence_bh`.
+
+    ``fft_params``: ``min_num_intervals``, ``ints_in_interval`` (fastrl
+    interpolates with 3 points per interval). As in fastrl's optimiser, a 1-D
+    embedding, a span too wide for the grid and new points against a
+    reference embedding use Barnes-Hut (``theta=0.5``); more than 2
+    dimensions raise ``RuntimeError`` as in openTSNE.
+    """
+    from fastrl.manifold.tsne.gradients import bh_repulsion, fft_fits, fft_repulsion
+    if np.ndim(embedding) == 2 and np.shape(embedding)[1] > 2:
+        raise RuntimeError("Interpolation based t-SNE for >2 dimensions is currently unsupported (and generally a "
+                           "bad idea)")
+    grid = dict(min_num_intervals=int(fft_params.get("min_num_intervals", 50)),
+                ints_in_interval=float(fft_params.get("ints_in_interval", 1)))
+
+    def repulse(Y):
+        if np.ndim(embedding) == 2 and np.shape(embedding)[1] == 2 and fft_fits(Y, **grid):
+            return fft_repulsion(Y, dof=dof, n_jobs=n_jobs, **grid)
+        return bh_repulsion(Y, theta=0.5, dof=dof, n_jobs=n_jobs)
+
+    return _kl_and_gradient(embedding, P, float(dof), reference_embedding, should_eval_error, n_jobs,
+                            {"theta": 0.5, "fn": repulse})
+
+
 def _optimize(embedding, Y_ref, P, n_iter, params, optimizer, partial: bool):
     """One openTSNE ``gradient_descent`` call on fastrl's objectives (in place on ``embedding``)."""
     n_iter = int(n_iter)
@@ -75,7 +172,8 @@ def _optimize(embedding, Y_ref, P, n_iter, params, optimizer, partial: bool):
                       UserWarning, stacklevel=4)
     callbacks = _callbacks(params.get("callbacks"))
     method = params.get("negative_gradient_method", "auto")
-    if method == "auto":
+    explicit = not (isinstance(method, str) and method == "auto")
+    if not explicit:
         method = "bh" if n < 10_000 else "fft"
     if callable(method):
         method = getattr(method, "__name__", "")
@@ -83,6 +181,12 @@ def _optimize(embedding, Y_ref, P, n_iter, params, optimizer, partial: bool):
     if method not in _BH | _FFT:
         raise ValueError(f"Unrecognized gradient method `{method}`. Please choose one of the supported methods or "
                          "provide a valid callback.")
+    if explicit and not partial and method in _FFT and d > 2:  # openTSNE's errors and warnings for d > 2
+        raise RuntimeError("Interpolation based t-SNE for >2 dimensions is currently unsupported (and generally a "
+                           "bad idea)")
+    if explicit and not partial and method in _BH and d > 3:
+        warnings.warn("BH t-SNE for >3 dimensions is generally a bad idea (openTSNE will raise a RuntimeError in "
+                      "the future); fastrl computes the exact gradient instead", FutureWarning, stacklevel=4)
     Y = np.ascontiguousarray(embedding, dtype=np.float64)
     if partial:
         ref = np.ascontiguousarray(Y_ref, dtype=np.float64)
@@ -101,16 +205,25 @@ def _optimize(embedding, Y_ref, P, n_iter, params, optimizer, partial: bool):
     opt = GradientDescent(Y, n_jobs=params.get("n_jobs", 1))
     opt.gains, opt.update = optimizer.gains, optimizer.update
 
-    def view(Yc):
-        out = embedding.view(type(embedding))
-        out[...] = Yc[:, :d]
+    at_eval = {}  # the positions the last KL was evaluated at (before that iteration's step, as in openTSNE)
+
+    def evaluated(Yc, exaggeration_, eval_kl):
+        if not callbacks:  # the KL is needed only by callbacks and at the end (evaluated below, on the result)
+            return float("nan"), objective(Yc, exaggeration_, False)[1]
+        if eval_kl:
+            at_eval["Y"] = Yc[:, :d].copy()
+        return objective(Yc, exaggeration_, eval_kl)
+
+    def view(Yc):  # a copy (with the embedding's attributes): Yc may share the optimiser's memory
+        out = embedding.copy()
+        out[...] = at_eval.get("Y", Yc[:, :d])
         return out
 
     cbs = [lambda it, kl, Yc, cb=cb: cb(it, kl, view(Yc)) for cb in callbacks]
-    _, stopped, kl = run_phase(Y, objective, opt, n_iter=n_iter, start=0, learning_rate=lr, momentum=momentum,
+    _, stopped, kl = run_phase(Y, evaluated, opt, n_iter=n_iter, start=0, learning_rate=lr, momentum=momentum,
                                exaggeration=exaggeration, kl_every=every, callbacks=cbs, center=not partial,
                                max_grad_norm=max_grad_norm, max_step_norm=max_step_norm, min_grad_norm=-1.0)
-    if kl is None:
+    if stopped != "callback" or kl is None:  # openTSNE's closing evaluation, on the final positions
         kl = objective(Y, 1.0, True)[0]
     optimizer.gains, optimizer.update = opt.gains, opt.update
     embedding[...] = Y[:, :d]
@@ -133,9 +246,20 @@ class _Optimizer:
 
 
 class _EmbeddingArray(np.ndarray):
-    """An ndarray that carries the attributes named in ``_ATTRS`` through views and slices."""
+    """An ndarray that carries the attributes named in ``_ATTRS`` through views,
+    slices and pickling."""
 
     _ATTRS: tuple = ()
+
+    def __reduce__(self):
+        rebuild, args, state = super().__reduce__()
+        return rebuild, args, (state, {name: getattr(self, name, None) for name in self._ATTRS})
+
+    def __setstate__(self, state):
+        array_state, attrs = state
+        super().__setstate__(array_state)
+        for name, value in attrs.items():
+            setattr(self, name, value)
 
     def __array_finalize__(self, obj):
         if obj is None:
@@ -213,6 +337,9 @@ class TSNEEmbedding(_EmbeddingArray):
     def prepare_partial(self, X, initialization="median", k=25, **affinity_params):
         """Affinities of new points ``X`` (M, D) to the reference ones and their
         initial positions ("median", "weighted", "random" or an (M, d) array)."""
+        if ("perplexity" in affinity_params and "perplexities" not in affinity_params
+                and "perplexities" in inspect.signature(self.affinities.to_new).parameters):  # multiscale affinities
+            affinity_params["perplexities"] = affinity_params.pop("perplexity")
         P, neighbors, distances = self.affinities.to_new(X, return_distances=True, **affinity_params)
         m, d = P.shape[0], self.shape[1]
         if isinstance(initialization, np.ndarray):
@@ -304,10 +431,17 @@ class TSNE:
             affinities = _affinity.PerplexityBasedNN(
                 X, self.perplexity, method=self.neighbors, metric=self.metric, metric_params=self.metric_params,
                 n_jobs=self.n_jobs, random_state=self.random_state, verbose=self.verbose)
+        elif not isinstance(affinities, _affinity.Affinities):
+            raise ValueError("`affinities` must be an instance of `fastrl.opentsne.affinity.Affinities`, got "
+                             f"{type(affinities).__name__}")
         n = affinities.P.shape[0]
         if X is not None and np.shape(X)[0] != n:
             raise ValueError(f"X has {np.shape(X)[0]} rows but the affinities are for {n} points")
         init = self.initialization if initialization is None else initialization
+        if isinstance(init, str) and init == "pca" and (X is None or self.metric == "precomputed"):
+            log.warning("Attempting to use `pca` initialization without a data matrix (%s): using `spectral` "
+                        "initialization instead", "no `X`" if X is None else "precomputed distances")
+            init = "spectral"
         if isinstance(init, np.ndarray):
             E = np.array(init, dtype=np.float64)
             if E.shape != (n, self.n_components):

@@ -311,6 +311,14 @@ def spectral_embedding(adjacency, *, n_components: int = 8, eigen_solver=None, r
     m = check_int(n_components, "n_components", low=1) + (1 if drop_first else 0)
     if m > n:
         raise ValueError(f"n_components{' + 1 (drop_first)' if drop_first else ''} must be <= N ({n}), got {m}")
+    if solver == "amg" and n < 5 * m:  # scikit-learn's two fallbacks of "amg", same order and messages
+        warnings.warn("AMG solver does not work well with small graphs, using ARPACK instead.", RuntimeWarning,
+                      stacklevel=2)
+        solver = "arpack"
+    if solver == "amg" and not sp.issparse(adjacency):
+        warnings.warn("AMG solver does not work well with dense matrices, using ARPACK instead.", RuntimeWarning,
+                      stacklevel=2)
+        solver = "arpack"
     W = (W - sp.diags(W.diagonal())).tocsr()
     W.eliminate_zeros()
     if connected_components(W, directed=False)[0] > 1:
