@@ -16,20 +16,17 @@ trustworthiness on 70k points. Writes benchmarks/results/classical_70k.json.
 ``PCA(50).fit_transform`` on MNIST 10k x 784, float32 and float64, interleaved
 (--repeat rounds, min and median). Writes benchmarks/results/classical_pca.json.
 
-    PYTHONPATH=. python benchmarks/bench_classical.py [--n 10000] [--laplacian-70k | --pca]
+    python benchmarks/bench_classical.py [--n 10000] [--laplacian-70k | --pca]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, PeakMemory, interleaved, print_table, write_results  # noqa: E402
+from _common import RESULTS, PeakMemory, interleaved, print_table, write_results
 
 CUDA = torch.cuda.is_available()
 
