@@ -1,5 +1,5 @@
 """kNN graph benchmark: fastrl exact (every SIMD kernel the CPU runs, forced
-with FASTRL_CPU_KERNEL) and approx against faiss IndexFlatL2, pynndescent and
+with fastrl.use_cpu_kernel) and approx against faiss IndexFlatL2, pynndescent and
 (optionally) scikit-learn brute force, interleaved in one process.
 
 Data: MNIST (../shared/data/mnist.npz or $FASTRL_MNIST): raw 784-d pixels on
@@ -34,17 +34,11 @@ def pca50(X):
 
 
 def with_kernel(name, fn):
-    """``fn`` run with FASTRL_CPU_KERNEL=name (read by the C++ core per call)."""
+    """``fn`` run with the core's SIMD kernel ``name`` (fastrl.use_cpu_kernel)."""
     def run():
-        old = os.environ.get("FASTRL_CPU_KERNEL")
-        os.environ["FASTRL_CPU_KERNEL"] = name
-        try:
+        from fastrl import use_cpu_kernel
+        with use_cpu_kernel(name):
             return fn()
-        finally:
-            if old is None:
-                del os.environ["FASTRL_CPU_KERNEL"]
-            else:
-                os.environ["FASTRL_CPU_KERNEL"] = old
     return run
 
 
