@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from fastrl import use_backend
 from fastrl.masking import (MAELoss, PatchifyAndMask, RandomMasking, mae_loss, patchify, patchify_and_mask,
                             random_masking, unpatchify)
 from fastrl.masking import reference as R
@@ -189,6 +190,35 @@ def test_mae_loss_low_precision(backend, device, dtype):
     assert _grad_err(pf.grad, pr.grad) <= TOL[dtype]["grad"]
 
 
+# float64 on the CPU path against the float64 reference (summation order only), max over 6 seeds,
+# both norm settings and both shapes: loss 2.4e-16, gradient 4.0e-16 (with the backward's scale
+# 1 / sum(mask) formed in float32, as before, the gradient was off by ~1e-8).
+FP64_MAE_ERR = (2.42e-16, 4.01e-16)
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_mae_loss_float64_gradient_is_float64_exact(norm):
+    from conftest import assert_within_rounding, rel_err
+    C, H, W, p, B = 3, 12, 20, 4, 3
+    L, D = (H // p) * (W // p), p * p * C
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        imgs = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+        mask = (torch.rand(B, L, generator=g) < 0.6).double()
+        mask[:, 0] = 1
+        pred = torch.randn(B, L, D, generator=g, dtype=torch.float64)
+        pr, pf = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+        go = torch.tensor(2.5, dtype=torch.float64)
+        ref = R.mae_forward_loss(imgs, pr, mask, p, norm)
+        ref.backward(go)
+        with use_backend("cpu"):
+            out = mae_loss(pf, imgs, mask, p, norm)
+            out.backward(go)
+        assert out.dtype == torch.float64 and pf.grad.dtype == torch.float64
+        assert_within_rounding(rel_err(out, ref), FP64_MAE_ERR[0], what="float64 loss")
+        assert_within_rounding(rel_err(pf.grad, pr.grad), FP64_MAE_ERR[1], what="float64 gradient")
+
+
 def test_mae_loss_module_and_no_grad():
     imgs = _imgs(2, 3, 8, 8)
     pred = torch.randn(2, 4, 48)
@@ -319,3 +349,60 @@ def test_masking_rejects_complex(backend, device):
         noise = _noise(2, 6)
         for a, b in zip(random_masking(xi.to(device), 0.5, noise=noise.to(device)), R.random_masking(xi, 0.5, noise)):
             assert torch.equal(a.cpu(), b)
+
+
+def _numba_step():
+    """A small patchify_and_mask + mae_loss step: the three Numba kernels, each below the parallel threshold."""
+    imgs = _imgs(2, 3, 8, 8)
+    _, mask, _ = patchify_and_mask(imgs, 4, 0.5)
+    pred = torch.randn(2, 4, 48, requires_grad=True)
+    mae_loss(pred, imgs, mask, 4).backward()
+
+
+def test_numba_kernels_keep_torch_thread_count(monkeypatch):
+    """Where Numba's OpenMP layer shares torch's libgomp, numba.set_num_threads(n) also sets torch's
+    count (emulated here): a Numba kernel run on one thread must still leave torch's count as it was."""
+    numba = pytest.importorskip("numba")
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs 2 Numba threads")
+    real = numba.set_num_threads
+
+    def shared_libgomp(n):
+        real(n)
+        torch.set_num_threads(n)
+
+    monkeypatch.setattr(numba, "set_num_threads", shared_libgomp)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _numba_step()
+        during = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(n)
+    assert during == 1
+
+
+_FRESH_PROCESS_STEP = """
+import torch, fastrl
+torch.set_num_threads(1)
+assert torch.get_num_threads() == 1  # torch's OpenMP is initialised before Numba's pool starts
+from fastrl.masking import mae_loss, patchify_and_mask
+imgs = torch.randn(2, 3, 8, 8)
+_, mask, _ = patchify_and_mask(imgs, 4, 0.5)
+mae_loss(torch.randn(2, 4, 48, requires_grad=True), imgs, mask, 4).backward()
+print(torch.get_num_threads())
+"""
+
+
+def test_numba_pool_launch_keeps_torch_thread_count():
+    """In a fresh process, launching Numba's OpenMP pool (the first Numba call) resets torch's
+    intra-op count to Numba's (measured here: 1 -> 2 before the fix); the MAE ops put it back."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("numba")
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS_STEP], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1", out.stdout

@@ -9,6 +9,7 @@ import math
 
 import numba
 import numpy as np
+import torch
 from numba import njit, prange
 
 _OPTS = dict(cache=True, nogil=True)
@@ -207,12 +208,25 @@ PARALLEL_MIN_WORK = 1 << 22
 
 
 def run(kernel, work: int, *args):
-    """Call ``kernel(*args)`` with all Numba threads for large ``work``, one thread otherwise."""
-    if work >= PARALLEL_MIN_WORK:
-        return kernel(*args)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+    """Call ``kernel(*args)`` with all Numba threads for large ``work``, one thread otherwise.
+
+    ``torch.get_num_threads()`` is the same afterwards. Numba's OpenMP layer and torch
+    both use libgomp: launching Numba's thread pool (the first Numba call that needs it,
+    ``numba.get_num_threads`` included) can reset torch's intra-op count to Numba's, so a
+    changed count is put back; Numba's count is only touched when it is not 1 already.
+    """
+    torch_threads = torch.get_num_threads()  # before any Numba call
     try:
-        return kernel(*args)
+        if work >= PARALLEL_MIN_WORK:
+            return kernel(*args)
+        previous = numba.get_num_threads()
+        if previous == 1:
+            return kernel(*args)
+        numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(previous)
     finally:
-        numba.set_num_threads(previous)
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)

@@ -15,6 +15,7 @@ from torch import nn
 
 from fastrl._dispatch import use_triton
 from fastrl._validation import check_real, check_tensor
+from fastrl.masking import ops
 from fastrl.masking.mae import check_images
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -30,7 +31,7 @@ def _check(pred, imgs, mask, patch_size, norm_pix_loss):
     check_tensor(check_real(mask, "mask"), "mask", ndim=2, dtypes=None, finite=False)
     if tuple(mask.shape) != (B, L):
         raise ValueError(f"mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
-    _check_mask_values(mask)
+    # (the mask's values are checked by the loss op, fastrl::mae_loss_fwd: no host sync here)
     if pred.device != imgs.device or mask.device != imgs.device:
         raise ValueError(f"pred, imgs and mask must be on one device, got {pred.device}, {imgs.device}, {mask.device}")
     if norm_pix_loss and D < 2:
@@ -66,7 +67,7 @@ def _cpu_fwd(pred, imgs, weight, p, norm, need_grad):
     from fastrl.masking import _numba_kernels as nk
     x = pred.detach() if pred.dtype in _NUMBA_DTYPES else pred.detach().float()
     im = imgs.detach() if imgs.dtype in _NUMBA_DTYPES else imgs.detach().float()
-    grad = torch.empty_like(x) if need_grad else torch.empty((0, 0, 0), dtype=x.dtype)
+    grad = torch.empty(x.shape, dtype=x.dtype) if need_grad else torch.empty((0, 0, 0), dtype=x.dtype)
     rowloss = torch.empty(pred.shape[0], dtype=torch.float64)
     if nk.run(nk.mae_loss_fwd, x.numel(), im.numpy(), x.numpy(), weight.numpy(), p, bool(norm), bool(need_grad),
               grad.numpy(), rowloss.numpy()):
@@ -94,16 +95,27 @@ def _torch_fwd(pred, imgs, weight, p, norm, need_grad, chunk=64):
     return torch.cat(rows), (torch.cat(grads) if need_grad else None)
 
 
+def loss_path(pred, imgs, mask) -> str:
+    """The path of :func:`mae_loss`: "triton", "cpu" (Numba) or "torch" (chunked, CUDA without triton)."""
+    if use_triton(pred, imgs, mask):
+        return "triton"
+    return "cpu" if pred.device.type == "cpu" else "torch"
+
+
 class _MAELoss(torch.autograd.Function):
+    """The fused loss on ``path`` (see :func:`loss_path`); run by the op ``fastrl::mae_loss_fwd``
+    (:mod:`fastrl.masking.ops`) through ``OpCtx``. Saves (grad or None, sum(mask))."""
+
     @staticmethod
-    def forward(ctx, pred, imgs, mask, p, norm):
+    def forward(ctx, pred, imgs, mask, p, norm, path):
         need_grad = ctx.needs_input_grad[0]
-        if use_triton(pred, imgs, mask):
+        _check_mask_values(mask)
+        if path == "triton":
             from fastrl.masking import triton_kernels as tk
             _check_finite(pred, imgs)
             weight = mask.detach().to(torch.float32).contiguous()
             rowloss, grad = tk.mae_loss_fwd(imgs.detach(), pred.detach(), weight, p, norm, need_grad)
-        elif pred.device.type == "cpu":
+        elif path == "cpu":
             # numpy, not torch, for the small [B, L] conversions: torch's OpenMP
             # threads would spin against the Numba kernel that follows
             m = mask.detach()
@@ -123,9 +135,11 @@ class _MAELoss(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad, wsum = ctx.saved_tensors
         if grad is None:
-            return None, None, None, None, None
-        scale = (grad_output.to(torch.float32) / wsum.to(torch.float32)).to(grad.dtype)
-        return grad * scale, None, None, None, None
+            return None, None, None, None, None, None
+        # 1 / sum(mask) in float64 for float64 gradients (float32 would cost them 1e-8)
+        cdt = torch.float64 if grad.dtype == torch.float64 else torch.float32
+        scale = (grad_output.to(cdt) / wsum.to(cdt)).to(grad.dtype)
+        return grad * scale, None, None, None, None, None
 
 
 def mae_loss(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_size: int = 16,
@@ -165,7 +179,7 @@ def mae_loss(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_s
         Wrong shapes or dtypes, NaN/inf in any input, a negative ``mask``.
     """
     p = _check(pred, imgs, mask, patch_size, norm_pix_loss)
-    return _MAELoss.apply(pred, imgs, mask, p, bool(norm_pix_loss))
+    return ops.mae_loss(pred, imgs, mask, p, bool(norm_pix_loss), loss_path(pred, imgs, mask))
 
 
 class MAELoss(nn.Module):

@@ -13,6 +13,7 @@ from torch import nn
 
 from fastrl._dispatch import use_triton
 from fastrl._validation import check_int, check_real, check_tensor
+from fastrl.masking import ops
 
 _NUMBA_DTYPES = (torch.float32, torch.float64)
 
@@ -107,22 +108,36 @@ def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3, grid: tuple[
 
 
 def _noise(noise, generator, B, L, device):
+    """The [B, L] noise to sort: ``noise`` checked (values: in the shuffle op), else drawn."""
     if noise is None:
-        return torch.rand(B, L, device=device, generator=generator)
+        if generator is None:  # torch.rand's numbers, drawn by one op (no graph break under compile)
+            return ops.uniform(B, L, device)
+        return _generator_noise(B, L, device, generator)
     check_tensor(check_real(noise, "noise"), "noise", ndim=2, dtypes=None, finite=False)
     if tuple(noise.shape) != (B, L):
         raise ValueError(f"noise must have shape {(B, L)}, got {tuple(noise.shape)}")
-    noise = noise.to(device)
-    # (CPU noise is checked for NaN/inf inside the shuffle kernel: a torch op here
-    #  would leave OpenMP threads spinning against the Numba kernel that follows)
-    if device.type != "cpu" and noise.is_floating_point() and not bool(torch.isfinite(noise).all()):
-        raise ValueError("noise contains NaN or inf")
-    return noise
+    return noise.detach().to(device)
+
+
+@torch.compiler.disable
+def _generator_noise(B, L, device, generator):
+    # a torch.Generator cannot enter a compiled graph (nor a custom op): this draw is the
+    # one graph break of a compiled step that passes ``generator=``
+    return torch.rand(B, L, device=device, generator=generator)
 
 
 def _shuffle(noise: torch.Tensor, keep: int):
-    """MAE's argsort of noise (ties -> lower index): ids_keep [B, keep], mask [B, L] float32, ids_restore."""
+    """MAE's argsort of noise (ties -> lower index): ids_keep [B, keep], mask [B, L] float32, ids_restore.
+
+    One op (``fastrl::mae_shuffle``); NaN/inf noise raises ``ValueError`` when it runs."""
+    return ops.shuffle(noise, keep)
+
+
+def _shuffle_impl(noise: torch.Tensor, keep: int):
+    """The body of ``fastrl::mae_shuffle``: the Numba kernel on the CPU, torch elsewhere."""
     if noise.device.type == "cpu":
+        # (CPU noise is checked for NaN/inf inside the kernel: a torch op here
+        #  would leave OpenMP threads spinning against the Numba kernel that follows)
         from fastrl.masking import _numba_kernels as nk
         B, L = noise.shape
         ids_keep = torch.empty((B, keep), dtype=torch.int64)
@@ -133,12 +148,14 @@ def _shuffle(noise: torch.Tensor, keep: int):
                   ids_restore.numpy()):
             raise ValueError("noise contains NaN or inf")
         return ids_keep, mask, ids_restore
+    if noise.is_floating_point() and not bool(torch.isfinite(noise).all()):
+        raise ValueError("noise contains NaN or inf")
     ids_shuffle = torch.argsort(noise, dim=1, stable=True)
     ids_restore = torch.empty_like(ids_shuffle)
     ar = torch.arange(noise.shape[1], device=noise.device).expand_as(ids_shuffle)
     ids_restore.scatter_(1, ids_shuffle, ar)  # inverse permutation without a second sort
     mask = (ids_restore >= keep).to(torch.float32)
-    return ids_shuffle[:, :keep], mask, ids_restore
+    return ids_shuffle[:, :keep].contiguous(), mask, ids_restore
 
 
 def random_masking(x: torch.Tensor, mask_ratio: float = 0.75, *, noise: torch.Tensor | None = None,
@@ -176,7 +193,7 @@ def random_masking(x: torch.Tensor, mask_ratio: float = 0.75, *, noise: torch.Te
     keep = len_keep(L, r)
     ids_keep, mask, ids_restore = _shuffle(_noise(noise, generator, B, L, x.device), keep)
     if use_triton(x) and B * keep * D:
-        out = _GatherRows.apply(x, ids_keep)
+        out = ops.gather_rows(x, ids_keep)
     else:
         out = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(B, keep, D))
     return out, mask, ids_restore
@@ -246,7 +263,7 @@ def patchify_and_mask(imgs: torch.Tensor, patch_size: int = 16, mask_ratio: floa
     else:  # other dtypes: gather visible patches from the strided 6-D view (autograd through indexing)
         return _patch_view(imgs, p)[_patch_index(ids_keep, w)].reshape(B, keep, D), mask, ids_restore
     # the fused gathers are differentiable: the backward scatters the patch gradients back
-    return _GatherPatches.apply(imgs, ids_keep, p, fused), mask, ids_restore
+    return ops.gather_patches(imgs, ids_keep, p, fused), mask, ids_restore
 
 
 def _patch_view(imgs: torch.Tensor, p: int) -> torch.Tensor:
