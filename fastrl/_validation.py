@@ -241,6 +241,32 @@ def check_int32_points(n, name: str, what: str) -> int:
     return n
 
 
+class InsufficientMemoryError(MemoryError, ValueError):
+    """Input whose processing would need more memory than the machine has (a
+    ``MemoryError`` and a ``ValueError``: raised before any allocation, as input validation)."""
+
+
+def check_memory_fits(needed: int, available: int | None, name: str, what: str, detail: str = "") -> None:
+    """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed ``available``.
+
+    Parameters
+    ----------
+    needed : int
+        Estimated peak bytes.
+    available : int or None
+        Bytes available (None: unknown, no check).
+    name : str
+        The argument whose size it is (e.g. ``"X"``), first in the message.
+    what : str
+        What needs the memory (for the message).
+    detail : str
+        How the estimate splits and what to do, appended to the message.
+    """
+    if available is not None and needed > available:
+        raise InsufficientMemoryError(f"{name}: {what} needs about {needed / 2**30:.3g} GiB of memory, but only "
+                                      f"{available / 2**30:.3g} GiB is available" + (f" ({detail})" if detail else ""))
+
+
 def check_random_state(random_state) -> np.random.RandomState:
     """A ``numpy.random.RandomState`` from None, an int, a ``RandomState`` (returned
     as is) or a ``Generator`` (seeds a new RandomState), as scikit-learn accepts."""

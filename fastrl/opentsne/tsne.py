@@ -427,7 +427,12 @@ class TSNE:
         """Affinities and initial positions; returns an unoptimised :class:`TSNEEmbedding`."""
         if X is None and affinities is None:
             raise ValueError("At least one of `X` or `affinities` must be given")
-        if affinities is None:
+        if affinities is None:  # refused before any work when the fit cannot fit in memory
+            from fastrl.manifold.tsne.memory import check_input_memory
+            check_input_memory(X, self.perplexity, what="fastrl.opentsne.TSNE.fit", n_components=self.n_components,
+                               method="barnes_hut" if str(self.negative_gradient_method) in _BH else "fft",
+                               precomputed=self.metric == "precomputed",
+                               pca=isinstance(self.initialization, str) and self.initialization == "pca")
             affinities = _affinity.PerplexityBasedNN(
                 X, self.perplexity, method=self.neighbors, metric=self.metric, metric_params=self.metric_params,
                 n_jobs=self.n_jobs, random_state=self.random_state, verbose=self.verbose)

@@ -121,7 +121,7 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
               callbacks=(), progress=None, history: list | None = None, center: bool = True,
               max_grad_norm: float | None = None, max_step_norm: float | None = 5.0,
               n_iter_without_progress: int | None = None, min_grad_norm: float = 0.0, grad_scale: float = 4.0,
-              log: Callable | None = None) -> tuple[int, str, float | None]:
+              log: Callable | None = None, reorder=None) -> tuple[int, str, float | None]:
     """Run up to ``n_iter`` iterations in place on ``Y`` (scikit-learn's loop).
 
     Every ``kl_every`` iterations (counted from the start of the whole run),
@@ -135,6 +135,12 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
     gradient) is ``<= min_grad_norm``. ``log(message)`` receives
     scikit-learn's verbose lines.
 
+    ``reorder`` (a :class:`~fastrl.manifold.tsne.locality.Reordering`)
+    re-sorts ``Y``, the optimiser's state and the objective's P along a
+    space-filling curve at the iterations it chooses (memory locality); the
+    callbacks then get ``Y`` in the caller's order, and the caller maps the
+    final ``Y`` back with ``reorder.to_caller``.
+
     Returns
     -------
     (iterations done in total, why it stopped early ("callback", "no_progress",
@@ -146,6 +152,8 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
     kl_last = None
     tic = time.time()
     for i in range(n_iter):
+        if reorder is not None:
+            reorder.maybe(it, Y, objective, optimizer)
         check = (it + 1) % kl_every == 0
         eval_kl = check or i == n_iter - 1
         kl, grad = objective(Y, exaggeration, eval_kl)
@@ -168,7 +176,8 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
             log(f"[t-SNE] Iteration {it}: error = {kl_last:.7f}, gradient norm = {grad_norm:.7f} "
                 f"({kl_every} iterations in {toc - tic:0.3f}s)")
             tic = toc
-        if any(bool(cb(it, kl_last, Y)) for cb in callbacks):
+        view = Y if reorder is None or not callbacks else reorder.to_caller(Y)  # callbacks see the caller's order
+        if any(bool(cb(it, kl_last, view)) for cb in callbacks):
             return it, "callback", kl_last
         if kl_last < best_error:
             best_error, best_iter = kl_last, it

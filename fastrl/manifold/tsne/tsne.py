@@ -12,6 +12,8 @@ from fastrl._validation import (as_float_array, check_choice, check_device, chec
 from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
 from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, n_neighbors_for,
                                              sparse_from_knn, transform_affinities)
+from fastrl.manifold.tsne.locality import Reordering, reorder_wanted
+from fastrl.manifold.tsne.memory import check_input_memory
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
                                             run_phase)
 
@@ -134,6 +136,15 @@ class TSNE(TransformerBase):
     progress_bar : bool
         A tqdm progress bar over the iterations with the KL divergence (a
         fastrl extra; ``fastrl tsne`` shows it unless ``--quiet``).
+    reorder : {"auto", True, False}
+        Memory locality (a fastrl extra, methods "fft" and "barnes_hut"):
+        the optimiser keeps the points sorted along a Hilbert curve of the
+        current embedding (first of the initialisation, again every 250
+        iterations), P permuted with them, so that the attractive pass reads
+        neighbours close in memory; results come back in the caller's order
+        and equal those without re-ordering up to rounding. ``"auto"``: from
+        100 000 points on (below, the embedding stays in cache and the
+        permutations of P would not pay).
 
     Attributes
     ----------
@@ -159,7 +170,7 @@ class TSNE(TransformerBase):
                  metric_params=None, init="pca", verbose=0, random_state=None, method="auto", angle=0.5,
                  n_jobs=None, early_exaggeration_iter=None, dof=1.0, neighbors="auto", kernel="student_t",
                  callbacks=None, symmetric=True, initial_momentum=0.5, final_momentum=0.8, max_step_norm=5.0,
-                 device=None, theta=None, progress_bar=False):
+                 device=None, theta=None, progress_bar=False, reorder="auto"):
         self.n_components = n_components
         self.perplexity = perplexity
         self.early_exaggeration = early_exaggeration
@@ -187,6 +198,7 @@ class TSNE(TransformerBase):
         self.device = device
         self.theta = theta
         self.progress_bar = progress_bar
+        self.reorder = reorder
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -227,6 +239,9 @@ class TSNE(TransformerBase):
                 raise ValueError(f"learning_rate must be 'auto' or a number > 0, got {self.learning_rate!r}")
             check_positive(self.learning_rate, "learning_rate", allow_tensor=False)
         self._angle()
+        if not isinstance(self.reorder, (bool, np.bool_)) and not (isinstance(self.reorder, str)
+                                                                  and self.reorder == "auto"):
+            raise ValueError(f"reorder must be 'auto', True or False, got {self.reorder!r}")
         if n < 2:
             raise ValueError(f"X needs at least 2 samples for t-SNE, got n_samples={n}")
         check_perplexity(self.perplexity, n)
@@ -344,6 +359,11 @@ class TSNE(TransformerBase):
     def fit(self, X, y=None):
         """Embed ``X``.
 
+        Before any work the peak memory of the fit is estimated from the
+        shape of ``X`` (:func:`fastrl.manifold.tsne.memory.estimate_fit_memory`:
+        the data, kNN graph, P, embedding and optimiser state, FFT grids) and
+        a fit that would not fit in the available memory is refused.
+
         Parameters
         ----------
         X : ndarray or scipy.sparse matrix, shape (N, D), or (N, N) distances for metric="precomputed"
@@ -352,6 +372,12 @@ class TSNE(TransformerBase):
         Returns
         -------
         self
+
+        Raises
+        ------
+        fastrl._validation.InsufficientMemoryError
+            (a ``MemoryError`` and a ``ValueError``) when the estimate exceeds
+            the available memory (``MemAvailable``).
         """
         self._fit(X)
         return self
@@ -366,9 +392,15 @@ class TSNE(TransformerBase):
         check_int32_points(X, "X", "TSNE (int32 point ids in the kNN graph and the affinities)")
         if isinstance(self.init, str) and self.init == "pca" and self.metric == "precomputed":
             raise ValueError('The parameter init="pca" cannot be used with metric="precomputed".')
+        shape = getattr(X, "shape", None)
+        early = shape is not None and len(shape) == 2 and shape[0] >= 2 and shape[1] >= 1
+        if early:  # the memory check (before X is read or copied) needs the method
+            method = self._check_params(int(shape[0]), on_device=device is not None)
+            self._check_memory(X, "barnes_hut" if device is not None else method)
         X = self._check_X(X)
         n = X.shape[0]
-        method = self._check_params(n, on_device=device is not None)
+        if not early:
+            method = self._check_params(n, on_device=device is not None)
         if device is not None:
             if self.kernel != "student_t" or not self.symmetric or self.n_components > 3:
                 raise ValueError("device= needs kernel='student_t', symmetric=True and n_components <= 3")
@@ -395,6 +427,7 @@ class TSNE(TransformerBase):
             else:
                 objective = SparseObjective(P, method, dof=self.dof, theta=angle, n_jobs=self.n_jobs)
             opt = GradientDescent(Y, n_jobs=self.n_jobs)
+        reorder = Reordering() if device is None and reorder_wanted(self.reorder, n, method) else None
         callbacks = [] if self.callbacks is None else (
             [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
         history: list = []
@@ -406,7 +439,8 @@ class TSNE(TransformerBase):
             progress = tqdm(total=self.max_iter, desc=f"t-SNE ({method})", unit="it")
         common = dict(callbacks=callbacks, history=history, max_step_norm=self.max_step_norm, progress=progress,
                       kl_every=self._N_ITER_CHECK, min_grad_norm=float(self.min_grad_norm),
-                      log=log if self.verbose >= 2 else None)  # per-check lines at verbose >= 2, as scikit-learn
+                      log=log if self.verbose >= 2 else None,  # per-check lines at verbose >= 2, as scikit-learn
+                      reorder=reorder)
         it, stopped, kl = run_phase(Y, objective, opt, n_iter=ee_iter, start=0,
                                     learning_rate=self._lr(n, self.early_exaggeration),
                                     momentum=self.initial_momentum, exaggeration=float(self.early_exaggeration),
@@ -435,6 +469,11 @@ class TSNE(TransformerBase):
                     log(f"[t-SNE] Change of path in this process: {msg}")
         if device is not None:
             Y = Y.detach().cpu().double().numpy()
+        if reorder is not None:
+            if log:
+                log(f"[t-SNE] Re-ordered the points {reorder.count} times along a Hilbert curve "
+                    f"({reorder.seconds:.3f}s)")
+            Y = reorder.to_caller(Y)
         self.embedding_ = np.asarray(Y, dtype=np.float32)
         self.kl_divergence_ = float(kl)
         self.n_iter_ = max(it - 1, 0)
@@ -445,6 +484,13 @@ class TSNE(TransformerBase):
         self._X = X
         self._Y64 = np.asarray(Y, dtype=np.float64)
         return self
+
+    def _check_memory(self, X, method: str) -> None:
+        """Refuse a fit whose estimated peak memory exceeds the available memory (before any allocation)."""
+        check_input_memory(X, self.perplexity, what="TSNE.fit", n_components=self.n_components, method=method,
+                           precomputed=self.metric == "precomputed",
+                           reorder=reorder_wanted(self.reorder, int(X.shape[0]), method),
+                           pca=isinstance(self.init, str) and self.init == "pca")
 
     # --------------------------------------------------------------- transform
     def transform(self, X, *, perplexity: float = 5.0, max_iter: int = 250, learning_rate: float = 0.1,
