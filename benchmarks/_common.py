@@ -67,7 +67,8 @@ def load_avg() -> list[float] | None:
 
 
 def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_result=None,
-                settle_s: float = 0.0) -> dict:
+                settle_s: float = 0.0, max_repeat: int | None = None, max_spread: float = 0.10,
+                peak_memory: bool = False) -> dict:
     """Time several callables round-robin so they see the same machine load.
 
     ``cases`` maps a name to a zero-argument callable. Each round calls every
@@ -78,22 +79,40 @@ def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_res
     ``checks``. ``settle_s`` sleeps before every call: BLAS and OpenMP pools
     spin-wait for a while after a call, and on 2 cores the next case (often
     another library's pool) would otherwise time against those spinning threads.
+
+    Adaptive rounds: with ``max_repeat`` > ``repeat``, rounds go on (up to
+    ``max_repeat``) while some case's ``spread`` = (max - min) / min of its
+    times exceeds ``max_spread``. ``peak_memory``: each call's peak extra RSS
+    (:class:`PeakRSS`, read outside the timed region) in ``peak_mib``.
+    Every case also gets ``spread`` and ``rounds``.
     """
-    res = {name: {"times_s": [], "load": [], "checks": []} for name in cases}
+    res = {name: {"times_s": [], "load": [], "checks": [], "peak_mib": []} for name in cases}
     for _ in range(warmup):
         for fn in cases.values():
             fn()
-    for _ in range(repeat):
+
+    def spread(times):
+        return (max(times) - min(times)) / min(times) if min(times) > 0 else 0.0
+
+    rounds = 0
+    while rounds < repeat or (rounds < (max_repeat or 0)
+                              and max(spread(r["times_s"]) for r in res.values()) > max_spread):
+        rounds += 1
         la = load_avg()
         for name, fn in cases.items():
             gc.collect()
             if settle_s:
                 time.sleep(settle_s)
+            mem = PeakRSS() if peak_memory else None
+            if mem is not None:
+                mem.start()
             t0 = time.perf_counter()
             out = fn()
             if sync:
                 sync()
             res[name]["times_s"].append(time.perf_counter() - t0)
+            if mem is not None:
+                res[name]["peak_mib"].append(mem.stop())
             res[name]["load"].append(la)
             res[name]["out"] = out
             if on_result is not None:
@@ -101,16 +120,20 @@ def interleaved(cases: dict, repeat: int = 3, warmup: int = 0, sync=None, on_res
     for r in res.values():
         r["min_s"] = min(r["times_s"])
         r["median_s"] = statistics.median(r["times_s"])
+        r["spread"] = spread(r["times_s"])
+        r["rounds"] = rounds
     return res
 
 
-def missing_peer(what: str, reason: str, allow: bool) -> str:
+def missing_peer(what: str, reason: str, allow: bool, hint: str | None = None) -> str:
     """A peer of a benchmark did not load: stop (``SystemExit``) unless
     ``allow``; then print a banner that cannot be missed and return the reason,
-    for the JSON's ``missing_peers``."""
+    for the JSON's ``missing_peers``. ``hint``: how to install the peer
+    (default: lightly and open_clip)."""
     if not allow:
-        raise SystemExit(f"peer missing for {what}: {reason}\n(pip install --no-deps lightly==1.6.0 "
-                         "open_clip_torch==3.3.0, or --allow-missing-peers to time fastrl alone)")
+        hint = hint or "pip install --no-deps lightly==1.6.0 open_clip_torch==3.3.0"
+        raise SystemExit(f"peer missing for {what}: {reason}\n({hint}, or --allow-missing-peers to time "
+                         "fastrl alone)")
     bar = "!" * 78
     print(f"{bar}\n!!! PEER MISSING for {what}: {reason}\n!!! its rows have no peer and no ratio\n{bar}",
           flush=True)
@@ -164,6 +187,66 @@ def machine_info() -> dict:
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _vm_hwm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+class PeakRSS:
+    """Peak extra RSS of a block with no sampling thread: the kernel's
+    high-water mark (``VmHWM``), reset by writing 5 to
+    ``/proc/self/clear_refs`` (Linux >= 4.0). Where that is not allowed it
+    falls back to :class:`PeakMemory`'s sampler (``method`` says which).
+
+    ``m = PeakRSS(); m.start(); ...; mib = m.stop()`` or ``with PeakRSS() as m: ...`` then ``m.peak_mib``.
+    """
+
+    def __init__(self):
+        self.peak_mib = 0.0
+        self.method = "VmHWM"
+        self._sampler = None
+
+    def start(self):
+        gc.collect()
+        _malloc_trim()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._base = _rss_bytes()
+        except OSError:
+            self.method = "rss-sampler"
+            self._sampler = PeakMemory(cuda=False).__enter__()
+        return self
+
+    def stop(self) -> float:
+        if self._sampler is not None:
+            self._sampler.__exit__(None, None, None)
+            self.peak_mib = self._sampler.peak_mib
+        else:
+            self.peak_mib = max(0.0, (_vm_hwm_bytes() - self._base) / 2**20)
+        return self.peak_mib
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap pages back to the OS (glibc), so that a call's peak RSS
+    is not hidden by pages an earlier call left mapped."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 class PeakMemory:
@@ -244,11 +327,11 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
-def write_results(name: str, payload: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine info added
-    (CPU model, ISA flags, fastrl kernel, threads, BLAS, load average)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, payload: dict, path: str | Path | None = None) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (or ``path``) with the machine
+    info added (CPU model, ISA flags, fastrl kernel, threads, BLAS, load average)."""
+    path = RESULTS / f"{name}.json" if path is None else Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine_info(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     print(f"wrote {path}")

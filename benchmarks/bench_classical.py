@@ -1,12 +1,38 @@
 """Classical embeddings and embedding-quality metrics vs scikit-learn.
 
-Default: MNIST 10k (pixels / 255). PCA, classical MDS (2k subset, against
-scikit-learn's SMACOF MDS), Laplacian eigenmaps, symmetric SNE (2k subset) and
-t-SNE, each with time, trustworthiness@10 (in pixel space), 5-fold kNN
-accuracy@10 and linear-probe accuracy (80/20 split). fastrl's SNE/t-SNE rows
-need ``fastrl.manifold.TSNE`` and are skipped without it. Writes
-benchmarks/results/classical.json and classical.png (all embeddings side by
-side).
+Default: MNIST 10k (pixels / 255). Each group runs fastrl and scikit-learn
+interleaved in one process (round r: every case once, in order), 3 rounds, up
+to 5 while a case's spread (max - min) / min exceeds 10% (groups with no peer:
+3 rounds); min and median per case, and the ratios of the minima and of the
+medians between cases of the same rounds. Every call runs on ``--threads``
+threads (default 2: ``n_jobs`` of both libraries, BLAS / OpenMP pools, torch).
+Peak memory: the extra peak RSS of each call (kernel high-water mark, read
+outside the timed region), max over rounds. Quality (of the last round's
+embedding): trustworthiness@10 in pixel space, 5-fold kNN accuracy@10 and a
+linear probe (80/20 split).
+
+Groups (same method unless a comparison says ``same_method: false``):
+
+* PCA: ``pca(X, 2)`` vs ``PCA(2)``.
+* MDS (``--subset`` points, distance matrix computed once, untimed): fastrl
+  classical MDS vs scikit-learn ``ClassicalMDS``; scikit-learn's SMACOF
+  ``MDS`` as a different-method reference.
+* Laplacian (PCA-50): both on the same binary kNN graph: fastrl
+  ``LaplacianEigenmaps(n_neighbors=k, weights="binary")`` and
+  ``SpectralEmbedding(n_neighbors=k + 1)`` (scikit-learn counts the point
+  itself); the script checks that the two adjacency matrices agree off the
+  diagonal (``graph`` in the JSON). fastrl's default heat weights: one more
+  row, no peer.
+* SNE (``--subset`` points, PCA-50): fastrl's exact symmetric SNE, no peer.
+* t-SNE (PCA-50): fastrl Barnes-Hut vs scikit-learn Barnes-Hut (same
+  method), and fastrl FFT (its default above 10k points) vs the same run.
+
+Writes benchmarks/results/classical.json and classical.png (all embeddings
+side by side), or ``--out PATH`` (and PATH with .png). ``--quick``: 1000
+points, 200-point subset, 300 t-SNE iterations (a smoke test, about a minute
+on an idle 2-core machine). scikit-learn missing
+stops the run (``--allow-missing-peers``: a banner, fastrl rows only, and
+``missing_peers`` in the JSON).
 
 ``--laplacian-70k``: the speed acceptance on MNIST 70k (PCA-50):
 LaplacianEigenmaps vs SpectralEmbedding with the same n_neighbors, and
@@ -16,19 +42,27 @@ trustworthiness on 70k points. Writes benchmarks/results/classical_70k.json.
 ``PCA(50).fit_transform`` on MNIST 10k x 784, float32 and float64, interleaved
 (--repeat rounds, min and median). Writes benchmarks/results/classical_pca.json.
 
-    python benchmarks/bench_classical.py [--n 10000] [--laplacian-70k | --pca]
+    python benchmarks/bench_classical.py [--n 10000 | --quick] [--groups PCA,t-SNE] [--out PATH]
+    python benchmarks/bench_classical.py --laplacian-70k | --pca
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from _common import RESULTS, PeakMemory, interleaved, print_table, write_results
+from _common import RESULTS, PeakMemory, PeakRSS, interleaved, missing_peer, print_table, write_results
 
 CUDA = torch.cuda.is_available()
+GROUPS = ("PCA", "MDS", "Laplacian", "SNE", "t-SNE")
+ROUNDS, MAX_ROUNDS, MAX_SPREAD, SETTLE_S = 3, 5, 0.10, 0.25
+PREWARM_ROWS = 300  # expensive groups: one call per case on this many rows before the timed rounds
 
 
 def timed(fn):
@@ -42,93 +76,250 @@ def timed(fn):
     return out, dt, pm.peak_mib
 
 
-def fastrl_tsne():
-    try:
-        from fastrl.manifold import TSNE
-    except ImportError:
-        return None
-    return TSNE
+def sklearn_classes(allow_missing: bool):
+    """scikit-learn's estimators by name (None where missing) and the missing ones' reasons."""
+    names = {"PCA": "sklearn.decomposition", "ClassicalMDS": "sklearn.manifold", "MDS": "sklearn.manifold",
+             "SpectralEmbedding": "sklearn.manifold", "TSNE": "sklearn.manifold"}
+    found, missing = {}, {}
+    for name, module in names.items():
+        try:
+            found[name] = getattr(__import__(module, fromlist=[name]), name)
+        except (ImportError, AttributeError) as exc:
+            found[name] = None
+            missing[f"sklearn {name}"] = missing_peer(f"scikit-learn {name}", f"{type(exc).__name__}: {exc}",
+                                                      allow_missing, hint="pip install scikit-learn>=1.8")
+    return found, missing
 
 
-def methods(X, Z50, sub, n_neighbors, seed):
-    """(group, method, implementation, rows used, callable) for every comparison."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import MDS, TSNE as SkTSNE, SpectralEmbedding
+def build_groups(X, Z50, sub, D, sk, args):
+    """The comparison groups ``(name, data, rows, cases, pairs)``: data are
+    points, or the subset's distance matrix for MDS; rows: the indices of X
+    used (None: all); pairs ``(fastrl case, peer case, same method)``.
+    A case is ``key -> dict(impl, method, params, fn)``, ``fn(data)`` returns
+    the embedding; ``fits`` collects the fitted Laplacian estimators."""
+    from fastrl.manifold import TSNE, LaplacianEigenmaps, classical_mds, pca
 
-    from fastrl.manifold import LaplacianEigenmaps, classical_mds, pca
+    th, seed, k = args.threads, args.seed, args.n_neighbors
+    fits = {}
 
-    Xs = X[sub]
+    def fit(key, est):
+        def run(A):
+            fits[key] = est
+            return est.fit_transform(A)
+        return run
 
-    def dists():
-        from scipy.spatial.distance import cdist
-        return cdist(Xs.astype(np.float64), Xs.astype(np.float64))
+    def case(impl, method, params, fn):
+        return {"impl": impl, "method": method, "params": params, "fn": fn}
 
-    todo = [
-        ("PCA", "PCA", "fastrl", None, lambda: pca(torch.from_numpy(X).cuda() if CUDA else X, 2)),
-        ("PCA", "PCA", "sklearn", None, lambda: PCA(2, random_state=seed).fit_transform(X)),
-        ("MDS", "cMDS", "fastrl", sub, lambda: classical_mds(dists(), n_components=2)),
-        ("MDS", "MDS (SMACOF)", "sklearn", sub,
-         lambda: MDS(2, metric="precomputed", init="random", n_init=1, random_state=seed).fit_transform(dists())),
-        ("Laplacian", "Laplacian", "fastrl", None, lambda: LaplacianEigenmaps(2, n_neighbors).fit_transform(Z50)),
-        ("Laplacian", "Laplacian", "sklearn", None,
-         lambda: SpectralEmbedding(2, n_neighbors=n_neighbors + 1, random_state=seed).fit_transform(Z50)),
+    def tsne_case(impl, cls, label, **kw):  # verbose=1: summary lines (final KL, FFT fallbacks), no extra work
+        kw.update(random_state=seed, n_jobs=th, max_iter=args.tsne_iter, verbose=1)
+        params = "TSNE(2, " + ", ".join(f"{name}={value!r}" for name, value in kw.items()) + ")"
+        return case(impl, label, params, cls and (lambda A: cls(2, **kw).fit_transform(A)))
+
+    lap = LaplacianEigenmaps
+    groups = [
+        ("PCA", X, None, {
+            "fastrl": case("fastrl", "PCA", "pca(X, 2)",
+                           lambda A: pca(torch.from_numpy(A).cuda() if CUDA else A, 2)),
+            "sklearn": case("sklearn", "PCA", f"PCA(2, random_state={seed})",
+                            sk["PCA"] and (lambda A: sk["PCA"](2, random_state=seed).fit_transform(A)))},
+         [("fastrl", "sklearn", True)]),
+        ("MDS", D, sub, {
+            "fastrl cMDS": case("fastrl", "classical MDS", "classical_mds(D, n_components=2)",
+                                lambda A: classical_mds(A, n_components=2)),
+            "sklearn cMDS": case("sklearn", "classical MDS", "ClassicalMDS(2, metric='precomputed')",
+                                 sk["ClassicalMDS"] and (lambda A: sk["ClassicalMDS"](
+                                     2, metric="precomputed").fit_transform(A))),
+            "sklearn SMACOF": case("sklearn", "metric MDS (SMACOF)",
+                                   f"MDS(2, metric='precomputed', init='random', n_init=1, random_state={seed})",
+                                   sk["MDS"] and (lambda A: sk["MDS"](
+                                       2, metric="precomputed", init="random", n_init=1,
+                                       random_state=seed).fit_transform(A)))},
+         [("fastrl cMDS", "sklearn cMDS", True), ("fastrl cMDS", "sklearn SMACOF", False)]),
+        ("Laplacian", Z50, None, {
+            "fastrl": case("fastrl", "Laplacian eigenmaps, binary kNN graph",
+                           f"LaplacianEigenmaps(2, n_neighbors={k}, weights='binary', n_jobs={th})",
+                           lambda A: fit("fastrl", lap(2, k, weights="binary", n_jobs=th))(A)),
+            "sklearn": case("sklearn", "spectral embedding, binary kNN graph",
+                            f"SpectralEmbedding(2, n_neighbors={k + 1}, random_state={seed}, n_jobs={th})",
+                            sk["SpectralEmbedding"] and (lambda A: fit("sklearn", sk["SpectralEmbedding"](
+                                2, n_neighbors=k + 1, random_state=seed, n_jobs=th))(A))),
+            "fastrl heat": case("fastrl", "Laplacian eigenmaps, heat-kernel kNN graph (fastrl default)",
+                                f"LaplacianEigenmaps(2, n_neighbors={k}, n_jobs={th})",
+                                lambda A: lap(2, k, n_jobs=th).fit_transform(A))},
+         [("fastrl", "sklearn", True)]),
+        ("SNE", Z50[sub], sub, {
+            "fastrl": tsne_case("fastrl", TSNE, "symmetric SNE (exact)", kernel="gaussian", method="exact")},
+         []),
+        ("t-SNE", Z50, None, {
+            "fastrl BH": tsne_case("fastrl", TSNE, "t-SNE, Barnes-Hut (angle 0.5)", method="barnes_hut"),
+            "fastrl FFT": tsne_case("fastrl", TSNE, "t-SNE, FFT interpolation", method="fft"),
+            "sklearn BH": tsne_case("sklearn", sk["TSNE"], "t-SNE, Barnes-Hut (angle 0.5)", method="barnes_hut")},
+         [("fastrl BH", "sklearn BH", True), ("fastrl FFT", "sklearn BH", False)]),
     ]
-    TSNE = fastrl_tsne()
-    if TSNE is not None:
-        todo += [
-            ("SNE", "SNE", "fastrl", sub,
-             lambda: TSNE(2, kernel="gaussian", method="exact", random_state=seed).fit_transform(Z50[sub])),
-            ("t-SNE", "t-SNE", "fastrl", None, lambda: TSNE(2, random_state=seed).fit_transform(Z50)),
-        ]
-    else:
-        print("fastrl.manifold.TSNE is not available: skipping fastrl's SNE and t-SNE rows")
-    todo.append(("t-SNE", "t-SNE", "sklearn", None, lambda: SkTSNE(2, random_state=seed).fit_transform(Z50)))
-    return todo
+    keep = [g for g in groups if g[0] in args.groups]
+    return [(name, data, idx, {key: c for key, c in cases.items() if c["fn"]},
+             [p for p in pairs if cases[p[0]]["fn"] and cases[p[1]]["fn"]])
+            for name, data, idx, cases, pairs in keep], fits
+
+
+def _small(data, is_distance: bool):
+    m = min(PREWARM_ROWS, len(data))
+    return data[:m, :m] if is_distance else data[:m]
+
+
+def _np(E):
+    return np.asarray(E.cpu() if isinstance(E, torch.Tensor) else E, dtype=np.float32)
+
+
+def same_graph(fits: dict, k: int) -> dict:
+    """Compare the two Laplacian graphs off the diagonal (scikit-learn's has self-loops, which its Laplacian drops)."""
+    import scipy.sparse as sp
+
+    A = sp.csr_matrix(fits["fastrl"].affinity_matrix_, dtype=np.float64)
+    B = sp.csr_matrix(fits["sklearn"].affinity_matrix_, dtype=np.float64)
+    A, B = (M - sp.diags(M.diagonal()) for M in (A, B))
+    A.eliminate_zeros()
+    B.eliminate_zeros()
+    diff = (A - B).tocsr()
+    diff.eliminate_zeros()
+    return {"fastrl": f"symmetrised {k}-NN graph, self excluded, binary weights, W = (A + A^T) / 2",
+            "sklearn": f"kneighbors_graph(n_neighbors={k + 1}, include_self=True), W = (A + A^T) / 2; "
+                       "self-loops ignored by its Laplacian",
+            "edges_fastrl": int(A.nnz), "edges_sklearn": int(B.nnz), "entries_differ": int(diff.nnz),
+            "max_abs_weight_diff": float(abs(diff).max()) if diff.nnz else 0.0, "same_graph": diff.nnz == 0}
+
+
+def tsne_log(text: str) -> dict:
+    """Final KL divergence and FFT-to-Barnes-Hut fallbacks from a t-SNE's verbose output (last round)."""
+    import re
+
+    out = {}
+    kl = re.findall(r"KL divergence after \d+ iterations: ([-+0-9.eE]+)", text)
+    if kl:
+        out["kl_divergence"] = float(kl[-1])
+    bh = re.search(r"Barnes-Hut repulsion in (\d+) of (\d+) gradient evaluations", text)
+    if bh:
+        out["fft_evals_run_as_barnes_hut"] = f"{bh.group(1)} of {bh.group(2)}"
+    return out
+
+
+def run_group(name, data, idx, cases, pairs, X, y, seed):
+    """Interleaved rounds of one group; rows (with quality) and comparisons."""
+    from fastrl.metrics import knn_accuracy, linear_probe, trustworthiness
+
+    caught, logs = {key: set() for key in cases}, {}
+
+    def call(key, fn, A, prefix=""):
+        def run():  # the call's warnings and stdout (t-SNE's verbose summary), kept for the JSON
+            buf = io.StringIO()
+            with warnings.catch_warnings(record=True) as w, contextlib.redirect_stdout(buf):
+                warnings.simplefilter("always")
+                out = fn(A)
+            caught[key].update(f"{prefix}{x.category.__name__}: {x.message}" for x in w)
+            logs[key] = buf.getvalue()
+            return out
+        return run
+
+    expensive = name in ("MDS", "SNE", "t-SNE")
+    if expensive:  # too slow to repeat: warm the code paths on a few rows
+        for key, c in cases.items():
+            call(key, c["fn"], _small(data, name == "MDS"), f"warm-up on {PREWARM_ROWS} rows: ")()
+    warmup = 0 if expensive else 1
+    res = interleaved({key: call(key, c["fn"], data) for key, c in cases.items()}, repeat=ROUNDS,
+                      warmup=warmup, sync=torch.cuda.synchronize if CUDA else None, settle_s=SETTLE_S,
+                      max_repeat=MAX_ROUNDS if pairs else ROUNDS, max_spread=MAX_SPREAD, peak_memory=True)
+    Xr, yr = (X, y) if idx is None else (X[idx], y[idx])
+    n_tr = int(0.8 * len(yr))
+    rows, embeddings = [], {}
+    for key, c in cases.items():
+        r = res[key]
+        E = embeddings[key] = _np(r["out"])
+        row = {"group": name, "case": key, "impl": c["impl"], "method": c["method"], "params": c["params"],
+               "N": len(yr), "rounds": r["rounds"], "warmup_rounds": warmup, "min_s": r["min_s"],
+               "median_s": r["median_s"], "spread": r["spread"], "times_s": r["times_s"], "load": r["load"],
+               "peak_mib": max(r["peak_mib"]), "peak_mib_rounds": r["peak_mib"],
+               "trust@10": trustworthiness(Xr, E, 10),
+               "knn_acc@10": knn_accuracy(E, yr, 10, cv=5, random_state=seed),
+               "probe_acc": linear_probe(E[:n_tr], yr[:n_tr], E[n_tr:], yr[n_tr:]),
+               "warnings": sorted(caught[key]), **tsne_log(logs.get(key, ""))}
+        if "method='fft'" in c["params"]:
+            row.setdefault("fft_evals_run_as_barnes_hut", "0")
+        rows.append(row)
+    comps = [{"group": name, "fastrl": a, "peer": b, "same_method": same,
+              "speedup_min": res[b]["min_s"] / res[a]["min_s"],
+              "speedup_median": res[b]["median_s"] / res[a]["median_s"],
+              "rounds": res[a]["rounds"], "spread": max(res[a]["spread"], res[b]["spread"])}
+             for a, b, same in pairs]
+    return rows, comps, embeddings
 
 
 def run_10k(args):
+    from scipy.linalg import subspace_angles
+    from scipy.spatial.distance import cdist
+
     from fastrl.datasets import load_mnist
     from fastrl.manifold import pca
-    from fastrl.metrics import knn_accuracy, linear_probe, trustworthiness
     from fastrl.plot import compare
 
+    t_start = time.perf_counter()
     X, y = load_mnist(n=args.n)
     X = X.astype(np.float32) / 255.0
     y = y.astype(np.int64)
     Z50 = pca(X, 50)
     sub = np.sort(np.random.default_rng(args.seed).choice(len(X), min(args.subset, len(X)), replace=False))
-    rows, panels, panel_labels, ratios = [], {}, {}, {}
-    peers = {}
-    for group, method, impl, idx, fn in methods(X, Z50, sub, args.n_neighbors, args.seed):
-        E, dt, mib = timed(fn)
-        E = np.asarray(E.cpu() if isinstance(E, torch.Tensor) else E, dtype=np.float32)
-        Xr, yr = (X, y) if idx is None else (X[idx], y[idx])
-        n_tr = int(0.8 * len(yr))
-        row = {"method": method, "impl": impl, "N": len(yr), "time_s": dt, "peak_mib": mib,
-               "trust@10": trustworthiness(Xr, E, 10),
-               "knn_acc@10": knn_accuracy(E, yr, 10, cv=5, random_state=args.seed),
-               "probe_acc": linear_probe(E[:n_tr], yr[:n_tr], E[n_tr:], yr[n_tr:])}
-        rows.append(row)
-        peers.setdefault(group, {})[impl] = row
-        print_table([row], list(row))
-        name = f"{method} ({impl}, {dt:.1f} s)"
-        panels[name], panel_labels[name] = E, yr
-    for group, pair in peers.items():
-        if len(pair) == 2:
-            ratios[group] = pair["sklearn"]["time_s"] / pair["fastrl"]["time_s"]
-            pair["fastrl"]["speedup_vs_sklearn"] = ratios[group]
-    cols = ["method", "impl", "N", "time_s", "speedup_vs_sklearn", "peak_mib", "trust@10", "knn_acc@10",
-            "probe_acc"]
-    print_table(rows, cols, title=f"MNIST {args.n}: classical embeddings vs scikit-learn")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    png = RESULTS / "classical.png"
-    compare(panels, panel_labels, png, ncols=4, suptitle=f"MNIST {args.n} (MDS and SNE: {len(sub)}-point subset)")
+    D = cdist(X[sub].astype(np.float64), X[sub].astype(np.float64)) if "MDS" in args.groups else None
+    sk, missing = sklearn_classes(args.allow_missing_peers)
+    rows, comps, panels, panel_labels, extra, group_s = [], [], {}, {}, {}, {}
+    groups, fits = build_groups(X, Z50, sub, D, sk, args)
+    for name, data, idx, cases, pairs in groups:
+        t_group = time.perf_counter()
+        g_rows, g_comps, embeddings = run_group(name, data, idx, cases, pairs, X, y, args.seed)
+        group_s[name] = time.perf_counter() - t_group
+        rows += g_rows
+        comps += g_comps
+        print_table(g_rows, ["case", "method", "N", "rounds", "min_s", "median_s", "spread", "peak_mib",
+                             "trust@10", "knn_acc@10", "probe_acc"], title=f"{name} ({g_rows[0]['N']} points)")
+        if g_comps:
+            print_table(g_comps, ["fastrl", "peer", "same_method", "speedup_min", "speedup_median", "rounds",
+                                  "spread"])
+        if name == "Laplacian" and "sklearn" in fits:
+            extra["graph"] = same_graph(fits, args.n_neighbors)
+            extra["graph"]["max_principal_angle_rad"] = float(np.max(subspace_angles(
+                embeddings["fastrl"].astype(np.float64), embeddings["sklearn"].astype(np.float64))))
+            print(f"Laplacian graphs: {extra['graph']}")
+        for row in g_rows:
+            for w in row["warnings"]:
+                print(f"warning in {name} / {row['case']}: {w}")
+            label = f"{name}: {row['case']} ({row['min_s']:.2f} s)"
+            panels[label] = embeddings[row["case"]]
+            panel_labels[label] = y if idx is None else y[idx]
+    probe = PeakRSS().start()
+    probe.stop()
+    out = Path(args.out) if args.out else RESULTS / "classical.json"
+    png = out.with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    compare(panels, panel_labels, png, ncols=4,
+            suptitle=f"MNIST {args.n} (MDS and SNE: {len(sub)}-point subset); min time of the rounds")
     print(f"wrote {png}")
-    write_results("classical", {"dataset": f"MNIST first {args.n} (pixels / 255)", "subset": len(sub),
-                                "n_neighbors": args.n_neighbors, "rows": rows, "speedup_vs_sklearn": ratios,
-                                "notes": "Laplacian/SNE/t-SNE run on PCA-50; trustworthiness in pixel space. "
-                                         "sklearn SpectralEmbedding counts the point itself, so it gets "
-                                         "n_neighbors + 1 for the same graph."})
+    payload = {"dataset": f"MNIST first {args.n} (pixels / 255)", "N": args.n, "subset": len(sub),
+               "n_neighbors": args.n_neighbors, "threads": args.threads, "seed": args.seed,
+               "rounds_rule": f"{ROUNDS} interleaved rounds, up to {MAX_ROUNDS} while a case's spread "
+                              f"(max - min) / min > {MAX_SPREAD:.0%}; groups with no peer: {ROUNDS}",
+               "timing": f"PCA, Laplacian: 1 untimed warm-up round; MDS, SNE, t-SNE: one untimed call per case "
+                         f"on {PREWARM_ROWS} rows; {SETTLE_S} s pause before every call; MDS times exclude the "
+                         "distance matrix (computed once)",
+               "peak_memory": f"extra peak RSS per call ({probe.method}, read outside the timed region), "
+                              "max over rounds",
+               "speedup": "peer time / fastrl time of the same rounds (> 1: fastrl faster), of the minima and "
+                          "of the medians",
+               "rows": rows, "comparisons": comps, **extra, "missing_peers": missing,
+               "group_s": group_s, "total_s": time.perf_counter() - t_start,
+               "tsne_iter": args.tsne_iter,
+               "notes": "Laplacian/SNE/t-SNE run on PCA-50; trustworthiness in pixel space. t-SNE: both "
+                        "libraries exact kNN (3 x perplexity neighbours), perplexity 30, PCA init, "
+                        f"{args.tsne_iter} iterations (250 exaggerated)."}
+    write_results("classical", payload, path=out)
 
 
 def _sklearn_spectral(Z50, n_neighbors, seed, queue):
@@ -177,7 +368,7 @@ def run_70k(args):
             print(f"sklearn SpectralEmbedding stopped after {t_sk:.0f} s (--sklearn-timeout): "
                   f"fastrl/sklearn time < {t_fast / t_sk:.3f}")
             out.update(sklearn_spectral_s_lower_bound=t_sk, time_ratio_fastrl_over_sklearn_upper_bound=t_fast / t_sk)
-            write_results("classical_70k", out)
+            write_results("classical_70k", out, path=args.out)
             return
         child.join()
         angle = float(np.max(subspace_angles(E.astype(np.float64), R.astype(np.float64))))
@@ -185,7 +376,7 @@ def run_70k(args):
               f"fastrl/sklearn time = {t_fast / t_sk:.3f}; max principal angle {angle:.2e} rad")
         out.update(sklearn_spectral_s=t_sk, sklearn_spectral_peak_mib=mib_sk, time_ratio_fastrl_over_sklearn=t_fast / t_sk,
                    max_principal_angle_rad=angle)
-    write_results("classical_70k", out)
+    write_results("classical_70k", out, path=args.out)
 
 
 def run_pca(args):
@@ -211,13 +402,22 @@ def run_pca(args):
     print_table(rows, ["dtype", "impl", "N", "min_s", "median_s", "ratio_min", "ratio_median", "max_rel_score_diff"],
                 title=f"PCA(50) on MNIST {args.n} x 784, min / median of {args.repeat} interleaved rounds")
     write_results("classical_pca", {"task": "pca(X, 50) vs sklearn PCA(50).fit_transform", "repeat": args.repeat,
-                                    "settle_s": 0.25, "rows": rows})
+                                    "settle_s": 0.25, "rows": rows}, path=args.out)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=10_000, help="MNIST points (default 10000)")
-    p.add_argument("--subset", type=int, default=2000, help="points for MDS and exact SNE")
+    p.add_argument("--n", type=int, default=None, help="MNIST points (default 10000)")
+    p.add_argument("--subset", type=int, default=None, help="points for MDS and exact SNE (default 2000)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1000 points, 200-point subset, 300 t-SNE iterations")
+    p.add_argument("--tsne-iter", type=int, default=None, help="SNE / t-SNE iterations (default 1000)")
+    p.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
+    p.add_argument("--threads", type=int, default=2,
+                   help="10k mode: threads for every call, both libraries (default 2)")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<name>.json)")
+    p.add_argument("--allow-missing-peers", action="store_true",
+                   help="go on when scikit-learn does not load (a banner, missing_peers in the JSON)")
     p.add_argument("--n-neighbors", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--laplacian-70k", action="store_true", help="MNIST 70k speed acceptance instead")
@@ -227,12 +427,26 @@ def main():
     p.add_argument("--sklearn-timeout", type=float, default=None,
                    help="70k mode: stop SpectralEmbedding after this many seconds (reports a lower bound)")
     args = p.parse_args()
+    args.n = args.n or (1000 if args.quick else 10_000)
+    args.subset = args.subset or (200 if args.quick else 2000)
+    args.tsne_iter = args.tsne_iter or (300 if args.quick else 1000)
+    args.groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    unknown = sorted(set(args.groups) - set(GROUPS))
+    if unknown:
+        p.error(f"--groups: unknown {unknown}; choose from {list(GROUPS)}")
     if args.pca:
         run_pca(args)
     elif args.laplacian_70k:
         run_70k(args)
     else:
-        run_10k(args)
+        torch.set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+            limits = threadpool_limits(args.threads)
+        except ImportError:  # pragma: no cover - scikit-learn depends on it
+            limits = contextlib.nullcontext()
+        with limits:
+            run_10k(args)
 
 
 if __name__ == "__main__":
