@@ -13,6 +13,9 @@ with f(c) = (1 - c)^2 (Barlow Twins invariance) or relu(1 - sqrt(c + eps))
 * gram:  ||C||_F^2 = scale^2 <A A^T, B B^T>_F, diag(C) = scale * sum_n A*B (cost N^2 D).
 
 ``pick_form`` takes the cheaper one (gram when N < D).
+
+The losses call these through the registered ops of :mod:`.ops` (``fastrl::decorr_fwd`` /
+``fastrl::decorr_bwd``), which run the ``forward`` / ``backward`` below unchanged.
 """
 from __future__ import annotations
 

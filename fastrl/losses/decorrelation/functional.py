@@ -5,7 +5,10 @@ Each loss validates its input, optionally gathers the global batch
 standardises the views with one column-statistics pass and reduces the
 D x D cross-correlation / covariance without storing it (see :mod:`.core`).
 The Triton kernels run for CUDA tensors (or when forced with the interpreter);
-otherwise the chunked torch path runs.
+otherwise the chunked torch path runs. Both sit behind one registered op
+(``fastrl::decorr_fwd``, :mod:`.ops`), so the losses compile without graph breaks;
+the cosine losses' NaN/inf checks are deferred under torch.compile
+(:class:`fastrl.losses._compile.DeferredChecks`).
 """
 from __future__ import annotations
 
@@ -15,19 +18,17 @@ import torch.nn.functional as F
 from fastrl import distributed as fdist
 from fastrl._dispatch import use_triton_no_fp64
 from fastrl._validation import check_choice, check_positive, check_same_dtype_device, check_same_shape, check_tensor
+from fastrl.losses._compile import DeferredChecks, register_check
 
-from . import cpu
-from .core import DecorrCore, Standardize, pick_form
+from .core import pick_form
+from .ops import decorr_parts
 
 FORMS = ("auto", "gram", "cross")
 
 
-def _impl(*tensors):
-    """The kernel module for this call (fp64 takes the torch path; a forced triton backend raises)."""
-    if use_triton_no_fp64("decorrelation loss", *tensors):
-        from . import triton_kernels
-        return triton_kernels
-    return cpu
+def _path(*tensors) -> str:
+    """The kernel path for this call (fp64 takes the torch path; a forced triton backend raises)."""
+    return "triton" if use_triton_no_fp64("decorrelation loss", *tensors) else "cpu"
 
 
 def _check_views(z1, z2, names=("z1", "z2"), min_rows: int = 2):
@@ -87,11 +88,10 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 0.005
     check_positive(eps, "eps")
     check_choice(form, "form", FORMS)
     z1, z2 = _global_views(z1, z2, gather_distributed)
-    impl = _impl(z1, z2)
+    path = _path(z1, z2)
     n, d = z1.shape
-    a = Standardize.apply(z1, "bn", float(eps), impl, "z1")
-    b = Standardize.apply(z2, "bn", float(eps), impl, "z2")
-    parts = DecorrCore.apply(a, b, 1.0 / n, float(lambda_), "barlow", 1.0, 0.0, pick_form(n, d, form), impl)
+    # C = z1n^T z2n / N (the 1/N is applied in the op: kind "barlow")
+    parts = decorr_parts(z1, z2, "bn", eps, lambda_, "barlow", 1.0, 0.0, pick_form(n, d, form), path, ("z1", "z2"))
     return parts.sum()
 
 
@@ -118,16 +118,16 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-4, *, gathe
     check_positive(eps, "eps")
     check_choice(form, "form", FORMS)
     z1, z2 = _global_views(z1, z2, gather_distributed)
-    impl = _impl(z1, z2)
+    path = _path(z1, z2)
     n, d = z1.shape
     chosen = pick_form(n, d, form)
     up = torch.float64 if z1.dtype == torch.float64 else torch.float32
     inv = F.mse_loss(z1.to(up), z2.to(up))
     parts = []
     for z, name in ((z1, "z1"), (z2, "z2")):
-        x = Standardize.apply(z, "center", 0.0, impl, name)
-        # C = x^T x / (N - 1): off-diagonal = covariances, diagonal = unbiased variances
-        parts.append(DecorrCore.apply(x, None, 1.0 / (n - 1), 1.0 / d, "hinge", 1.0 / d, float(eps), chosen, impl))
+        # x = z - mean, C = x^T x / (N - 1): off-diagonal = covariances, diagonal = unbiased variances;
+        # both terms averaged over the D features (1/(N - 1) and 1/D applied in the op: kind "hinge")
+        parts.append(decorr_parts(z, None, "center", 0.0, 1.0, "hinge", 1.0, eps, chosen, path, (name,)))
     var = 0.5 * (parts[0][1] + parts[1][1])
     cov = parts[0][0] + parts[1][0]
     return inv, var, cov
@@ -181,6 +181,12 @@ def negative_cosine_similarity(p: torch.Tensor, z: torch.Tensor, dim: int = 1, e
     torch.Tensor
         0-d ``-cos(p, z).mean()``. Gradients flow into both arguments.
     """
+    checks = DeferredChecks()
+    return checks.apply(_negative_cosine(p, z, dim, eps, checks))
+
+
+def _negative_cosine(p, z, dim, eps, checks: DeferredChecks):
+    """:func:`negative_cosine_similarity` with its NaN/inf check recorded in ``checks``."""
     check_tensor(p, "p", min_rows=1, finite=False)
     check_tensor(z, "z", min_rows=1, finite=False)
     check_same_shape(p, z, "p", "z")
@@ -192,10 +198,15 @@ def negative_cosine_similarity(p: torch.Tensor, z: torch.Tensor, dim: int = 1, e
         raise ValueError(f"p and z have an empty feature dimension (dim={dim}, shape {tuple(p.shape)}): "
                          "the cosine of zero-length vectors is undefined")
     loss = -F.cosine_similarity(p, z, dim=dim, eps=eps).mean()
+    checks.add("cosine_finite", (loss, p, z))
+    return loss
+
+
+@register_check("cosine_finite")
+def _check_cosine(loss, p, z):
     if not bool(torch.isfinite(loss.detach())):  # NaN/inf inputs: name the culprit (no extra pass otherwise)
         check_tensor(p, "p")
         check_tensor(z, "z")
-    return loss
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -213,7 +224,11 @@ def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch
     torch.Tensor
         0-d loss in [-1, 1].
     """
+    checks = DeferredChecks()
     for t, name in ((p2, "p2"), (z1, "z1"), (z2, "z2")):
-        check_tensor(t, name, min_rows=1)
+        check_tensor(t, name, min_rows=1, finite=not checks.active)
+        if checks.active:  # the "finite" check of fastrl.losses.contrastive.functional
+            checks.add("finite", (t,), name)
         check_same_shape(p1, t, "p1", name)
-    return 0.5 * (negative_cosine_similarity(p1, z2.detach()) + negative_cosine_similarity(p2, z1.detach()))
+    loss = (_negative_cosine(p1, z2.detach(), 1, 1e-8, checks) + _negative_cosine(p2, z1.detach(), 1, 1e-8, checks))
+    return checks.apply(0.5 * loss)
