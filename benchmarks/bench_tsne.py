@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tsne.py              # MNIST 70k + 20k subset
     python benchmarks/bench_tsne.py --n 1000000  # synthetic mixture, fastrl only
+    python benchmarks/bench_tsne.py --scaling    # 70k .. 10M mixture points -> results/tsne_scaling.json
     options: --skip-bh (no openTSNE Barnes-Hut on 70k), --skip-sklearn, --n-jobs
 
 Every run uses perplexity 30, 750 iterations (250 early exaggeration), PCA-50
@@ -10,16 +11,33 @@ input. On MNIST, fastrl and the openTSNE runs are interleaved round-robin
 every round). Reported: wall time (affinities included), peak extra RSS, the
 library's own final KL, a common KL (same fastrl P for everyone; the
 normaliser Z by Barnes-Hut with theta=0.1), 10-NN accuracy of the embedding
-(5-fold CV) and trustworthiness@10 on a 5k subsample.
+(5-fold CV) and trustworthiness@10 on a 5k subsample. fastrl rows add
+``phases``: ``TSNE.timings_`` (seconds per phase, see
+:mod:`fastrl.manifold.tsne.timing`) of the fastest round.
+
+``--scaling`` (``--sizes``, default 70k, 200k, 1M, 3M, 10M points of the
+50-d mixture; ``--iter``, default 750) runs each size in a fresh subprocess
+(so that the peak RSS is that run's): fastrl with perplexity 30, from 3M
+points on perplexity 10 (k = 30 neighbours: the kNN graph and P stay within
+memory), and openTSNE (FFT, same settings) at ``--scaling-peer-n`` (200k).
+Each row has the phase times, the time per iteration, the peak RSS and the
+KL; ``tsne_scaling.png`` plots the time per iteration against N (log-log)
+with a linear reference through the smallest N.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, PeakMemory, load_avg, print_table, write_results
+from _common import RESULTS, PeakMemory, PeakRSS, _vm_hwm_bytes, load_avg, print_table, write_results
 
 
 def pca50(X: np.ndarray) -> np.ndarray:
@@ -32,7 +50,10 @@ def mixture(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 4.0, size=(100, 50)).astype(np.float32)
     y = rng.integers(0, 100, size=n)
-    X = centers[y] + rng.normal(size=(n, 50)).astype(np.float32)
+    X = np.empty((n, 50), dtype=np.float32)
+    for s in range(0, n, 1 << 20):  # chunks: no (n, 50) float64 temporary (the same numbers)
+        e = min(n, s + (1 << 20))
+        X[s:e] = centers[y[s:e]] + rng.normal(size=(e - s, 50)).astype(np.float32)
     return X, y
 
 
@@ -60,9 +81,9 @@ def run_one(name, fn, X, y, P, rng, rows, embeddings):
     print(f"-- {name} ...", flush=True)
     t0 = time.perf_counter()
     with PeakMemory() as pm:
-        E, kl = fn(X)
+        E, kl, extra = fn(X)
     wall = time.perf_counter() - t0
-    row = {"library": name, "n": len(X), "wall_s": wall, "peak_rss_mib": pm.peak_mib, "kl_own": kl}
+    row = {"library": name, "n": len(X), "wall_s": wall, "peak_rss_mib": pm.peak_mib, "kl_own": kl, **extra}
     row.update(quality(X, E, y, P, rng))
     print(row, flush=True)
     rows.append(row)
@@ -75,7 +96,7 @@ def fastrl_fn(n_jobs, device=None):
         from fastrl.manifold import TSNE
         t = TSNE(perplexity=30, max_iter=750, n_jobs=n_jobs, random_state=0, device=device)
         E = t.fit_transform(X)
-        return E, t.kl_divergence_
+        return E, t.kl_divergence_, {"phases": t.timings_}
     return fn
 
 
@@ -84,7 +105,7 @@ def opentsne_fn(method, n_jobs):
         from openTSNE import TSNE
         E = TSNE(perplexity=30, n_iter=500, early_exaggeration_iter=250, negative_gradient_method=method,
                  n_jobs=n_jobs, random_state=0).fit(X)
-        return np.asarray(E), float(E.kl_divergence)
+        return np.asarray(E), float(E.kl_divergence), {}
     return fn
 
 
@@ -96,7 +117,7 @@ def sklearn_fn(n_jobs):
         iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
         t = TSNE(perplexity=30, init="pca", learning_rate="auto", n_jobs=n_jobs, random_state=0, **{iters: 750})
         E = t.fit_transform(X)
-        return E, float(t.kl_divergence_)
+        return E, float(t.kl_divergence_), {}
     return fn
 
 
@@ -106,7 +127,7 @@ def run_interleaved(libs, X, y, P, rng, repeat, emb, on_round=None):
     uses the same seed)."""
     times = {name: [] for name, _ in libs}
     loads = {name: [] for name, _ in libs}
-    last = {}
+    last, extras = {}, {}
     rows = []
     for r in range(repeat):
         for name, fn in libs:
@@ -114,9 +135,11 @@ def run_interleaved(libs, X, y, P, rng, repeat, emb, on_round=None):
             loads[name].append(load_avg())
             t0 = time.perf_counter()
             with PeakMemory() as pm:
-                E, kl = fn(X)
+                E, kl, extra = fn(X)
             times[name].append(time.perf_counter() - t0)
             last[name] = (E, kl, pm.peak_mib)
+            if times[name][-1] <= min(times[name]):  # the phases of the fastest round
+                extras[name] = extra
             print(f"   {times[name][-1]:.1f} s", flush=True)
         if r == 0:
             qual = {}
@@ -125,7 +148,8 @@ def run_interleaved(libs, X, y, P, rng, repeat, emb, on_round=None):
                 emb[name] = last[name][0]
         rows = [{"library": name, "n": len(X), "wall_s": float(np.min(times[name])),
                  "wall_median_s": float(np.median(times[name])), "times_s": times[name], "load": loads[name],
-                 "peak_rss_mib": last[name][2], "kl_own": last[name][1], **qual[name]} for name, _ in libs]
+                 "peak_rss_mib": last[name][2], "kl_own": last[name][1], **qual[name], **extras[name]}
+                for name, _ in libs]
         print(rows, flush=True)
         if on_round is not None:
             on_round(rows)
@@ -145,6 +169,119 @@ def ratios(rows, ref_name, lib="fastrl"):
         "knn10_acc_diff": me.get("knn10_acc", np.nan) - ref.get("knn10_acc", np.nan)}}
 
 
+# ------------------------------------------------------------------ --scaling
+SCALING_SIZES = "70000,200000,1000000,3000000,10000000"
+LARGE_N = 3_000_000  # from here on: the large-data settings (perplexity 10)
+ITER_PHASES = ("attractive", "repulsion", "gradient", "update", "reorder", "checks")  # per-iteration phases
+
+
+def scaling_settings(n: int, n_iter: int, n_jobs: int) -> dict:
+    """The settings of a --scaling run of ``n`` points (stated in each row)."""
+    large = n >= LARGE_N
+    return {"perplexity": 10.0 if large else 30.0, "k_neighbors": 30 if large else 90, "max_iter": n_iter,
+            "early_exaggeration_iter": min(250, n_iter // 3), "n_jobs": n_jobs, "init": "pca",
+            "method": "fft", "large_data": large, "data": "50-d Gaussian mixture, 100 clusters (seed 0)"}
+
+
+def scaling_worker(library: str, n: int, n_iter: int, n_jobs: int) -> dict:
+    """One --scaling run in this (fresh) process: a row."""
+    cfg = scaling_settings(n, n_iter, n_jobs)
+    X, _ = mixture(n)
+    ee, rest = cfg["early_exaggeration_iter"], n_iter - cfg["early_exaggeration_iter"]
+    if library == "fastrl":  # imported outside the timed block
+        from fastrl.manifold import TSNE
+    else:
+        from openTSNE import TSNE
+    with PeakRSS() as pm:
+        t0 = time.perf_counter()
+        if library == "fastrl":
+            t = TSNE(perplexity=cfg["perplexity"], max_iter=n_iter, early_exaggeration_iter=ee, method="fft",
+                     n_jobs=n_jobs, random_state=0, verbose=1)
+            t.fit(X)
+            phases, kl, iters = t.timings_, t.kl_divergence_, t.timings_["n_iter"]
+            loop_s = sum(phases.get(p, 0.0) for p in ITER_PHASES)
+        else:  # openTSNE's own fit, split into its affinities + init and its two optimisation phases
+            t = TSNE(perplexity=cfg["perplexity"], n_iter=rest, early_exaggeration_iter=ee, n_jobs=n_jobs,
+                     negative_gradient_method="fft", random_state=0)
+            tic = time.perf_counter()
+            E = t.prepare_initial(X)
+            phases = {"affinities_init": time.perf_counter() - tic}
+            for name, kw in (("early", dict(n_iter=ee, exaggeration=t.early_exaggeration,
+                                             momentum=t.initial_momentum)),
+                             ("final", dict(n_iter=rest, exaggeration=t.exaggeration, momentum=t.final_momentum))):
+                tic = time.perf_counter()
+                E = E.optimize(inplace=True, **kw) if kw["n_iter"] else E
+                phases[name] = time.perf_counter() - tic
+            kl, iters = float(E.kl_divergence), n_iter
+            loop_s = phases["early"] + phases["final"]
+        total = time.perf_counter() - t0
+    return {"library": library, "n": n, "total_s": total, "per_iter_s": loop_s / max(iters, 1), "n_iter": iters,
+            "peak_rss_gib": _vm_hwm_bytes() / 2**30, "fit_peak_extra_gib": pm.peak_mib / 1024, "kl": float(kl),
+            "phases": phases, "settings": cfg, "load": load_avg()}
+
+
+def _run_worker(library: str, n: int, args) -> dict:
+    """``scaling_worker`` in a fresh subprocess (its own peak RSS); a row with ``error`` if it fails."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env.setdefault(var, str(args.n_jobs))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--scaling-worker", library, "--n", str(n),
+               "--iter", str(args.iter), "--n-jobs", str(args.n_jobs), "--worker-out", str(out)]
+        print(f"-- {library}, N={n}: {' '.join(cmd[1:])}", flush=True)
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode == 0 and out.exists():
+            row = json.loads(out.read_text())
+        else:
+            row = {"library": library, "n": n, "error": f"worker exited with status {proc.returncode}",
+                   "settings": scaling_settings(n, args.iter, args.n_jobs)}
+    print({k: v for k, v in row.items() if k not in ("settings", "phases")}, flush=True)
+    return row
+
+
+def scaling_plot(rows: list, path: Path) -> None:
+    """Log-log time per iteration against N, a linear reference through fastrl's smallest N."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for lib, marker in (("fastrl", "o"), ("openTSNE", "s")):
+        pts = sorted((r["n"], r["per_iter_s"]) for r in rows if r["library"] == lib and "per_iter_s" in r)
+        if pts:
+            ax.plot(*zip(*pts), marker=marker, label=f"{lib} (FFT)")
+    ref = sorted((r["n"], r["per_iter_s"]) for r in rows if r["library"] == "fastrl" and "per_iter_s" in r)
+    if ref:
+        ns = np.array([n for n, _ in ref], dtype=float)
+        ax.plot(ns, ref[0][1] * ns / ns[0], "k--", lw=1, label=f"linear in N (through N={int(ns[0])})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (points)")
+    ax.set_ylabel("time per iteration (s)")
+    ax.set_title("t-SNE scaling, 50-d mixture")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def run_scaling(args) -> None:
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({args.scaling_peer_n} - {0}))
+    out = Path(args.out) if args.out else RESULTS / "tsne_scaling.json"
+    payload = {"sizes": sizes, "iter": args.iter, "n_jobs": args.n_jobs, "peer_n": args.scaling_peer_n,
+               "large_n": LARGE_N, "subprocess_per_run": True, "runs": []}
+    for n in sizes:
+        payload["runs"].append(_run_worker("fastrl", n, args))
+        if n == args.scaling_peer_n:
+            payload["runs"].append(_run_worker("openTSNE", n, args))
+        write_results("tsne_scaling", payload, path=out)  # after every run: what has run is kept
+    cols = ["library", "n", "total_s", "per_iter_s", "peak_rss_gib", "kl", "error"]
+    print_table(payload["runs"], cols, "t-SNE scaling")
+    scaling_plot(payload["runs"], out.with_suffix(".png"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=None, help="synthetic Gaussian mixture of this size (fastrl only)")
@@ -153,7 +290,25 @@ def main():
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--subset", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds on MNIST (min and median)")
+    ap.add_argument("--scaling", action="store_true", help="time per iteration vs N (a subprocess per N)")
+    ap.add_argument("--sizes", default=SCALING_SIZES, help="--scaling: comma-separated N")
+    ap.add_argument("--iter", type=int, default=750, help="--scaling: iterations (a third early exaggeration)")
+    ap.add_argument("--scaling-peer-n", type=int, default=200000, help="--scaling: openTSNE at this N (0: none)")
+    ap.add_argument("--out", default=None, help="--scaling: results JSON (default results/tsne_scaling.json)")
+    ap.add_argument("--scaling-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.scaling_worker:
+        try:
+            row = scaling_worker(args.scaling_worker, args.n, args.iter, args.n_jobs)
+        except MemoryError as exc:  # e.g. fastrl's InsufficientMemoryError: the row says why
+            row = {"library": args.scaling_worker, "n": args.n, "error": f"{type(exc).__name__}: {exc}",
+                   "settings": scaling_settings(args.n, args.iter, args.n_jobs)}
+        Path(args.worker_out).write_text(json.dumps(row, default=float))
+        return
+    if args.scaling:
+        run_scaling(args)
+        return
     import torch
 
     from fastrl.manifold.tsne import joint_probabilities
@@ -172,7 +327,8 @@ def main():
             t = TSNE(max_iter=payload["max_iter"], n_jobs=args.n_jobs, random_state=0, verbose=True)
             E = t.fit_transform(X)
         rows.append({"library": "fastrl", "n": args.n, "wall_s": time.perf_counter() - t0,
-                     "peak_rss_mib": pm.peak_mib, "kl_own": t.kl_divergence_, "n_iter": int(t.n_iter_)})
+                     "peak_rss_mib": pm.peak_mib, "kl_own": t.kl_divergence_, "n_iter": int(t.n_iter_),
+                     "phases": t.timings_})
         print_table(rows, cols, f"synthetic mixture N={args.n}")
         payload["synthetic"] = rows
         write_results(f"tsne_synthetic_{args.n}", payload)

@@ -5,7 +5,8 @@
 // The entry points with per-ISA loops take a keyword-only cpu_kernel name
 // ("auto", "base", "avx2", "avx512"; fastrl/neighbors/cpu_kernel.py passes
 // the one in use), parsed before the GIL is released: the core never reads
-// the environment.
+// the environment. tsne_attractive also takes gather ("auto", "hw", "scalar",
+// the same module's FASTRL_GATHER / use_gather).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -93,6 +94,41 @@ void def_fft_grid_ops(py::module_& m) {
         },
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
         py::arg("out"), py::arg("n_jobs") = 0);
+}
+
+// Attractive forces over a float64 or float32 P (one overload each: the
+// exact dtype is taken as is; another dtype converts to float64).
+template <typename PT>
+void def_tsne_attractive(py::module_& m) {
+  m.def("tsne_attractive",
+        [](CArray<int64_t> indptr, CArray<int32_t> indices, CArray<PT> P, CArray<double> Y,
+           CArray<double> Yref, double dof, double exaggeration, bool eval_kl, CArray<double> out,
+           int n_jobs, bool check_indices, const std::string& cpu_kernel, const std::string& gather) {
+          const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
+          const GatherMode gmode = parse_gather_mode(gather);
+          if (Y.ndim() != 2 || Yref.ndim() != 2 || Y.shape(1) != Yref.shape(1) || Y.shape(1) > 8)
+            throw std::invalid_argument("Y and Yref must be 2-D with the same (<= 8) columns");
+          const int64_t n = Y.shape(0);
+          const int dim = int(Y.shape(1));
+          if (indptr.ndim() != 1 || indptr.shape(0) != n + 1) throw std::invalid_argument("indptr must have n + 1 entries");
+          const int64_t* ip = indptr.data();
+          const int64_t nnz = ip[n];
+          if (indices.size() < nnz || P.size() < nnz) throw std::invalid_argument("indices/P shorter than indptr[-1]");
+          const int32_t* xp = indices.data();
+          // The optimizer validates P once and skips this O(nnz) scan per iteration.
+          if (check_indices)
+            for (int64_t e = 0; e < nnz; ++e)
+              if (xp[e] < 0 || xp[e] >= Yref.shape(0)) throw std::invalid_argument("indices out of range");
+          double* op = mutable_ptr(out, "out", n, dim);
+          const PT* pp = P.data();
+          const double *yp = Y.data(), *rp = Yref.data();
+          py::gil_scoped_release release;
+          return tsne_attractive(ip, xp, pp, yp, rp, n, Yref.shape(0), dim, dof, exaggeration, eval_kl, op, n_jobs,
+                                 kern, gmode);
+        },
+        py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
+        py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
+        py::arg("check_indices") = true, py::kw_only(), py::arg("cpu_kernel"), py::arg("gather") = "auto");
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -257,33 +293,19 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("nbr"), py::arg("Pc"), py::arg("n_jobs") = 0);
 
-  m.def("tsne_attractive",
-        [](CArray<int64_t> indptr, CArray<int32_t> indices, CArray<double> P, CArray<double> Y,
-           CArray<double> Yref, double dof, double exaggeration, bool eval_kl, CArray<double> out,
-           int n_jobs, bool check_indices, const std::string& cpu_kernel) {
-          const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
-          if (Y.ndim() != 2 || Yref.ndim() != 2 || Y.shape(1) != Yref.shape(1) || Y.shape(1) > 8)
-            throw std::invalid_argument("Y and Yref must be 2-D with the same (<= 8) columns");
-          const int64_t n = Y.shape(0);
-          const int dim = int(Y.shape(1));
-          if (indptr.ndim() != 1 || indptr.shape(0) != n + 1) throw std::invalid_argument("indptr must have n + 1 entries");
-          const int64_t* ip = indptr.data();
-          const int64_t nnz = ip[n];
-          if (indices.size() < nnz || P.size() < nnz) throw std::invalid_argument("indices/P shorter than indptr[-1]");
-          const int32_t* xp = indices.data();
-          // The optimizer validates P once and skips this O(nnz) scan per iteration.
-          if (check_indices)
-            for (int64_t e = 0; e < nnz; ++e)
-              if (xp[e] < 0 || xp[e] >= Yref.shape(0)) throw std::invalid_argument("indices out of range");
-          double* op = mutable_ptr(out, "out", n, dim);
-          const double *pp = P.data(), *yp = Y.data(), *rp = Yref.data();
-          py::gil_scoped_release release;
-          return tsne_attractive(ip, xp, pp, yp, rp, n, Yref.shape(0), dim, dof, exaggeration, eval_kl, op, n_jobs,
-                                 kern);
+  def_tsne_attractive<double>(m);  // first: other dtypes convert to float64
+  def_tsne_attractive<float>(m);
+  m.def("tsne_attractive_loop",
+        [](const std::string& cpu_kernel, const std::string& gather, int64_t n_ref, int dim, bool eval_kl) {
+          return std::string(tsne_attractive_loop(n_ref, dim, eval_kl, parse_cpu_kernel(cpu_kernel),
+                                                  parse_gather_mode(gather)));
         },
-        py::arg("indptr"), py::arg("indices"), py::arg("P"), py::arg("Y"), py::arg("Yref"),
-        py::arg("dof"), py::arg("exaggeration"), py::arg("eval_kl"), py::arg("out"), py::arg("n_jobs") = 0,
-        py::arg("check_indices") = true, py::kw_only(), py::arg("cpu_kernel"));
+        py::arg("cpu_kernel"), py::arg("gather"), py::arg("n_ref") = 0, py::arg("dim") = 2, py::arg("eval_kl") = false,
+        "The loop tsne_attractive runs with these settings: 'avx2-hw', 'avx2-scalar', 'avx512-hw', "
+        "'avx512-scalar' or 'base'.");
+  m.def("gather_mode_name",
+        [](const std::string& gather) { return std::string(gather_mode_str(parse_gather_mode(gather))); },
+        py::arg("gather"), "'hw' or 'scalar': what gather ('auto': the faster on this CPU) selects.");
 
   m.def("tsne_bh_repulsive",
         [](CArray<double> Yref, CArray<double> Y, bool same, double theta, double dof,

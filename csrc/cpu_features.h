@@ -8,8 +8,12 @@
 // from other Python threads once the GIL is released. Asking for a kernel the
 // CPU or the build lacks is an error, never a silent fallback.
 #pragma once
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace fastrl {
 
@@ -59,6 +63,52 @@ inline CpuKernel parse_cpu_kernel(const std::string& want, const char* source = 
   }
   throw std::invalid_argument(std::string(source) + " must be one of 'auto', 'base', 'avx2', 'avx512'; got '" + want +
                               "'");
+}
+
+// How the 2-D attractive t-SNE loop (csrc/tsne_attr_impl.h) fills its SIMD
+// lanes with the neighbours' coordinates: hardware gathers (kHw) or scalar
+// 16-byte loads and shuffles (kScalar). Chosen per call like the kernel
+// ("auto", "hw", "scalar"; fastrl.use_gather and FASTRL_GATHER, read once at
+// import, choose it in Python).
+enum class GatherMode : int { kHw = 0, kScalar = 1 };
+
+inline const char* gather_mode_str(GatherMode g) { return g == GatherMode::kScalar ? "scalar" : "hw"; }
+
+// Whether this CPU's vgatherdpd is microcoded and slower than scalar loads:
+// AMD (and Hygon) before family 0x19, and Zen 3 (family 0x19, models
+// 0x00-0x0F and 0x20-0x5F; Zen 4 is 0x10-0x1F, 0x60-0x7F, 0xA0-0xAF).
+// Measured on a Zen 3 (family 0x19 model 0x01): scalar loads 1.5x faster.
+inline bool cpu_slow_gather() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  char vendor[13];
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  vendor[12] = 0;
+  const std::string v(vendor);
+  if (v != "AuthenticAMD" && v != "HygonGenuine") return false;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned base = (a >> 8) & 0xF;
+  const unsigned family = base + (base == 0xF ? (a >> 20) & 0xFF : 0);
+  const unsigned model = ((a >> 4) & 0xF) | (base == 0xF ? ((a >> 16) & 0xF) << 4 : 0);
+  if (family < 0x19) return true;
+  return family == 0x19 && (model <= 0x0F || (model >= 0x20 && model <= 0x5F));
+#else
+  return false;
+#endif
+}
+
+inline GatherMode best_gather_mode() { return cpu_slow_gather() ? GatherMode::kScalar : GatherMode::kHw; }
+
+// The mode named `want` ("auto" = best_gather_mode(), "hw", "scalar");
+// std::invalid_argument (ValueError) for another name.
+inline GatherMode parse_gather_mode(const std::string& want, const char* source = "gather") {
+  if (want.empty() || want == "auto") return best_gather_mode();
+  if (want == "hw") return GatherMode::kHw;
+  if (want == "scalar") return GatherMode::kScalar;
+  throw std::invalid_argument(std::string(source) + " must be one of 'auto', 'hw', 'scalar'; got '" + want + "'");
 }
 
 }  // namespace fastrl

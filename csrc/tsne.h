@@ -1,6 +1,7 @@
 // t-SNE kernels: the narrow C++ contract (contiguous arrays in, output arrays
 // passed in, n_jobs). Embeddings are float64 row-major [n, dim]; sparse P is
-// CSR with int64 indptr, int32 column indices and float64 values.
+// CSR with int64 indptr, int32 column indices and float64 values (float32
+// also, in tsne_attractive).
 //
 // Gradient convention (as openTSNE / FIt-SNE): the functions return the KL
 // gradient divided by 4, split into an attractive part
@@ -42,25 +43,43 @@ void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k
 
 // Attractive forces out[i] = exaggeration * A_i, rows of P against the points
 // Yref (Yref == Y for a plain fit). Returns sum_ij p_ij log(p_ij / w_ij) if
-// eval_kl (KL = that + log Z when P sums to 1), else 0.
+// eval_kl (KL = that + log Z when P sums to 1), else 0. P (PT = double or
+// float: half the bytes streamed per edge) is read as is; all arithmetic and
+// sums are float64.
 // n_ref: rows of Yref. The 2-D case without KL runs a SIMD build when
-// `kernel` (csrc/cpu_features.h) is avx2 or avx512.
-double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
+// `kernel` (csrc/cpu_features.h) is avx2 or avx512, its lanes filled by
+// hardware gathers or scalar loads as `gather` says.
+template <typename PT>
+double tsne_attractive(const int64_t* indptr, const int32_t* indices, const PT* P,
                        const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
-                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel);
+                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel,
+                       GatherMode gather = GatherMode::kHw);
 
+// The loop tsne_attractive runs for these arguments: "avx2-hw",
+// "avx2-scalar", "avx512-hw", "avx512-scalar" (SIMD build and how it loads
+// the neighbours) or "base" (the portable scalar loop).
+const char* tsne_attractive_loop(int64_t n_ref, int dim, bool eval_kl, CpuKernel kernel, GatherMode gather);
+
+// The SIMD row loops (csrc/tsne_attr_impl.h): rows [r0, r1), 2-D, no KL;
+// _hw gathers the neighbours' coordinates, _loads loads them one by one.
+#define FASTRL_ATTR2D_DECL(name, PT)                                                                           \
+  void name(const int64_t*, const int32_t*, const PT*, const double*, const double*, int64_t, int64_t, double, \
+            double, double*);
+#define FASTRL_ATTR2D_DECLS(ns)                      \
+  namespace ns {                                     \
+  FASTRL_ATTR2D_DECL(attractive2d_rows_hw, double)    \
+  FASTRL_ATTR2D_DECL(attractive2d_rows_hw, float)     \
+  FASTRL_ATTR2D_DECL(attractive2d_rows_loads, double) \
+  FASTRL_ATTR2D_DECL(attractive2d_rows_loads, float)  \
+  }
 #ifdef FASTRL_HAVE_AVX2
-namespace isa_avx2 {
-void attractive2d_rows(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t, int64_t,
-                       double, double, double*);
-}
+FASTRL_ATTR2D_DECLS(isa_avx2)
 #endif
 #ifdef FASTRL_HAVE_AVX512
-namespace isa_avx512 {
-void attractive2d_rows(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t, int64_t,
-                       double, double, double*);
-}
+FASTRL_ATTR2D_DECLS(isa_avx512)
 #endif
+#undef FASTRL_ATTR2D_DECLS
+#undef FASTRL_ATTR2D_DECL
 
 // Barnes-Hut repulsion (dim == 2, quadtree over Yref): out[i] = R_i for each
 // query point Y[i]; zsum[i] = sum_j w_ij (may be null). If same, Y is Yref and

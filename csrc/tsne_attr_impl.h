@@ -4,10 +4,16 @@
 // in tsne_forces.cpp).
 //
 // Row i: A_i = exaggeration * sum_e p_e u_e (y_i - y_j(e)), u = 1 / (1 + d^2 / dof),
-// W edges at a time: the neighbours' coordinates are gathered (j doubled into
-// an int32 index, so Yref must have < 2^30 rows), the rest is lane-wise; the
-// lanes are summed once per row (the sum order differs from the scalar loop
-// only by rounding).
+// W edges at a time, in float64 (P is float64 or float32, converted on load),
+// lane-wise; the lanes are summed once per row (the sum order differs from
+// the scalar loop only by rounding). The
+// neighbours' coordinates reach the lanes one of two ways (the GatherMode of
+// csrc/cpu_features.h, same lanes, same results bit for bit):
+// * kHw: hardware gathers (vgatherdpd; j doubled into an int32 index, so
+//   Yref must have < 2^30 rows);
+// * kScalar: one 16-byte load of (x_j, y_j) per edge, the pairs interleaved
+//   into the x and y lanes by shuffles. Faster where vgatherdpd is microcoded
+//   (AMD Zen 1-3: 1.5x on a Zen 3, benchmarks/results/tsne_attractive.json).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -22,8 +28,8 @@ namespace {
 typedef double vd __attribute__((vector_size(FASTRL_VBYTES)));  // GCC vector: operators are lane-wise
 constexpr int W = FASTRL_VBYTES / 8;
 
-// x, y coordinates of the W rows indices[0:W] of the [n, 2] array Y.
-inline void gather2(const double* Y, const int32_t* idx, vd* x, vd* y) {
+// x, y coordinates of the W rows idx[0:W] of the [n, 2] array Y, by hardware gathers.
+inline void gather_hw(const double* Y, const int32_t* idx, vd* x, vd* y) {
 #if FASTRL_VBYTES == 64
   __m256i j = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
   j = _mm256_add_epi32(j, j);
@@ -37,25 +43,62 @@ inline void gather2(const double* Y, const int32_t* idx, vd* x, vd* y) {
 #endif
 }
 
+inline __m128d load_xy(const double* Y, int32_t j) { return _mm_loadu_pd(Y + 2 * int64_t(j)); }
+
+// The same lanes from scalar loads: v0 holds the (x, y) pairs of the even
+// edges 0, 2, ... in its 128-bit slots, v1 those of the odd edges; the
+// in-slot unpacks then give x = (x0, x1, x2, ...) and y = (y0, y1, y2, ...).
+inline void gather_loads(const double* Y, const int32_t* idx, vd* x, vd* y) {
+  const __m256d e0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(load_xy(Y, idx[0])), load_xy(Y, idx[2]), 1);
+  const __m256d o0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(load_xy(Y, idx[1])), load_xy(Y, idx[3]), 1);
+#if FASTRL_VBYTES == 64
+  const __m256d e1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(load_xy(Y, idx[4])), load_xy(Y, idx[6]), 1);
+  const __m256d o1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(load_xy(Y, idx[5])), load_xy(Y, idx[7]), 1);
+  const __m512d ev = _mm512_insertf64x4(_mm512_castpd256_pd512(e0), e1, 1);
+  const __m512d od = _mm512_insertf64x4(_mm512_castpd256_pd512(o0), o1, 1);
+  *x = vd(_mm512_unpacklo_pd(ev, od));
+  *y = vd(_mm512_unpackhi_pd(ev, od));
+#else
+  *x = vd(_mm256_unpacklo_pd(e0, o0));
+  *y = vd(_mm256_unpackhi_pd(e0, o0));
+#endif
+}
+
+// W affinities P[0:W] as doubles (float32 P: converted lane-wise).
+inline vd load_p(const double* P) {
+  vd p;
+  std::memcpy(&p, P, sizeof(p));
+  return p;
+}
+
+inline vd load_p(const float* P) {
+  typedef float vf __attribute__((vector_size(FASTRL_VBYTES / 2)));
+  vf p;
+  std::memcpy(&p, P, sizeof(p));
+  return __builtin_convertvector(p, vd);
+}
+
 inline double hsum(vd a) {
   double s = 0.0;
   for (int l = 0; l < W; ++l) s += a[l];
   return s;
 }
-}  // namespace
 
-void attractive2d_rows(const int64_t* indptr, const int32_t* indices, const double* P, const double* Y,
-                       const double* Yref, int64_t r0, int64_t r1, double inv_dof, double exaggeration,
-                       double* out) {
+template <bool kHwGather, typename PT>
+void rows(const int64_t* indptr, const int32_t* indices, const PT* P, const double* Y, const double* Yref,
+          int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out) {
   for (int64_t i = r0; i < r1; ++i) {
     const double xi = Y[2 * i], yi = Y[2 * i + 1];
     vd ax = vd{}, ay = vd{};
     int64_t e = indptr[i];
     const int64_t end = indptr[i + 1];
     for (; e + W <= end; e += W) {
-      vd xj, yj, p;
-      gather2(Yref, indices + e, &xj, &yj);
-      std::memcpy(&p, P + e, sizeof(p));
+      vd xj, yj;
+      if (kHwGather)
+        gather_hw(Yref, indices + e, &xj, &yj);
+      else
+        gather_loads(Yref, indices + e, &xj, &yj);
+      const vd p = load_p(P + e);
       const vd dx = xi - xj, dy = yi - yj;
       const vd pu = p / (1.0 + (dx * dx + dy * dy) * inv_dof);
       ax += pu * dx;
@@ -65,7 +108,7 @@ void attractive2d_rows(const int64_t* indptr, const int32_t* indices, const doub
     for (; e < end; ++e) {
       const double* yj = Yref + 2 * int64_t(indices[e]);
       const double dx = xi - yj[0], dy = yi - yj[1];
-      const double pu = P[e] / (1.0 + (dx * dx + dy * dy) * inv_dof);
+      const double pu = double(P[e]) / (1.0 + (dx * dx + dy * dy) * inv_dof);
       sx += pu * dx;
       sy += pu * dy;
     }
@@ -73,6 +116,19 @@ void attractive2d_rows(const int64_t* indptr, const int32_t* indices, const doub
     out[2 * i + 1] = exaggeration * sy;
   }
 }
+}  // namespace
+
+// One symbol per gather mode and P dtype (declared in csrc/tsne.h).
+#define FASTRL_ATTR2D_DEF(name, hw, PT)                                                                      \
+  void name(const int64_t* indptr, const int32_t* indices, const PT* P, const double* Y, const double* Yref, \
+            int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out) {                    \
+    rows<hw>(indptr, indices, P, Y, Yref, r0, r1, inv_dof, exaggeration, out);                             \
+  }
+FASTRL_ATTR2D_DEF(attractive2d_rows_hw, true, double)
+FASTRL_ATTR2D_DEF(attractive2d_rows_hw, true, float)
+FASTRL_ATTR2D_DEF(attractive2d_rows_loads, false, double)
+FASTRL_ATTR2D_DEF(attractive2d_rows_loads, false, float)
+#undef FASTRL_ATTR2D_DEF
 
 }  // namespace FASTRL_ISA_NS
 }  // namespace fastrl

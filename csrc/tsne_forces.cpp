@@ -16,8 +16,8 @@ namespace {
 // Rows [0, n) of the attractive forces. DIM > 0 fixes the dimension at
 // compile time (the 2-D case vectorises and keeps the accumulators in
 // registers); DIM == 0 reads it at run time.
-template <int DIM, bool KL>
-void attractive_rows(const int64_t* indptr, const int32_t* indices, const double* P,
+template <int DIM, bool KL, typename PT>
+void attractive_rows(const int64_t* indptr, const int32_t* indices, const PT* P,
                      const double* Y, const double* Yref, int64_t n, int dim_rt, double dof,
                      double exaggeration, double* out, double* row_kl, int n_jobs) {
   const int dim = DIM > 0 ? DIM : dim_rt;
@@ -33,9 +33,9 @@ void attractive_rows(const int64_t* indptr, const int32_t* indices, const double
       double d2 = 0.0;
       for (int c = 0; c < dim; ++c) { diff[c] = yi[c] - yj[c]; d2 += diff[c] * diff[c]; }
       const double u = 1.0 / (1.0 + d2 * inv_dof);
-      const double pu = P[e] * u;
+      const double p = P[e], pu = p * u;
       for (int c = 0; c < dim; ++c) acc[c] += pu * diff[c];
-      if (KL && P[e] > 0) kl += P[e] * (std::log(P[e]) - dof * std::log(u));
+      if (KL && p > 0) kl += p * (std::log(p) - dof * std::log(u));
     }
     for (int c = 0; c < dim; ++c) out[i * dim + c] = exaggeration * acc[c];
     if (KL) row_kl[i] = kl;
@@ -44,38 +44,57 @@ void attractive_rows(const int64_t* indptr, const int32_t* indices, const double
 
 // The SIMD builds of the 2-D, no-KL case (csrc/tsne_attr_impl.h); the KL
 // evaluation (every 50 iterations) and other dimensions take the loop above.
-using Attr2dFn = void (*)(const int64_t*, const int32_t*, const double*, const double*, const double*, int64_t,
+template <typename PT>
+using Attr2dFn = void (*)(const int64_t*, const int32_t*, const PT*, const double*, const double*, int64_t,
                           int64_t, double, double, double*);
 
-Attr2dFn simd_attractive2d(int64_t n_ref, CpuKernel kernel) {
-  if (n_ref >= (int64_t(1) << 30)) return nullptr;  // doubled int32 gather indices
+template <typename PT>
+struct Attr2dLoop {
+  Attr2dFn<PT> fn;   // null: the portable loop
+  const char* name;  // as tsne_attractive_loop reports it
+};
+
+template <typename PT>
+Attr2dLoop<PT> simd_attractive2d(int64_t n_ref, int dim, bool eval_kl, CpuKernel kernel, GatherMode gather) {
+  // n_ref < 2^30: the gathers double int32 indices (the loads would not need
+  // it; one limit keeps fastrl/manifold/tsne/gradients.py's fallback rule).
+  if (dim != 2 || eval_kl || n_ref >= (int64_t(1) << 30)) return {nullptr, "base"};
+  const bool hw = gather == GatherMode::kHw;
   switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
-    case CpuKernel::kAvx512: return isa_avx512::attractive2d_rows;
+    case CpuKernel::kAvx512:
+      return hw ? Attr2dLoop<PT>{isa_avx512::attractive2d_rows_hw, "avx512-hw"}
+                : Attr2dLoop<PT>{isa_avx512::attractive2d_rows_loads, "avx512-scalar"};
 #endif
 #ifdef FASTRL_HAVE_AVX2
-    case CpuKernel::kAvx2: return isa_avx2::attractive2d_rows;
+    case CpuKernel::kAvx2:
+      return hw ? Attr2dLoop<PT>{isa_avx2::attractive2d_rows_hw, "avx2-hw"}
+                : Attr2dLoop<PT>{isa_avx2::attractive2d_rows_loads, "avx2-scalar"};
 #endif
-    default: return nullptr;
+    default: return {nullptr, "base"};
   }
 }
 
 }  // namespace
 
+const char* tsne_attractive_loop(int64_t n_ref, int dim, bool eval_kl, CpuKernel kernel, GatherMode gather) {
+  return simd_attractive2d<double>(n_ref, dim, eval_kl, kernel, gather).name;
+}
+
 // A_i = exaggeration * sum_j p_ij u_ij (y_i - y_j), u = 1 / (1 + d^2 / dof);
 // KL part: sum p log(p / w), log w = dof * log u.
-double tsne_attractive(const int64_t* indptr, const int32_t* indices, const double* P,
+template <typename PT>
+double tsne_attractive(const int64_t* indptr, const int32_t* indices, const PT* P,
                        const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
-                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel) {
-  if (dim == 2 && !eval_kl) {
-    if (Attr2dFn fn = simd_attractive2d(n_ref, kernel)) {
-      constexpr int64_t kRows = 256;
-      const int64_t chunks = (n + kRows - 1) / kRows;
+                       double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel,
+                       GatherMode gather) {
+  if (Attr2dFn<PT> fn = simd_attractive2d<PT>(n_ref, dim, eval_kl, kernel, gather).fn) {
+    constexpr int64_t kRows = 256;
+    const int64_t chunks = (n + kRows - 1) / kRows;
 #pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 1)
-      for (int64_t c = 0; c < chunks; ++c)
-        fn(indptr, indices, P, Y, Yref, c * kRows, std::min(n, (c + 1) * kRows), 1.0 / dof, exaggeration, out);
-      return 0.0;
-    }
+    for (int64_t c = 0; c < chunks; ++c)
+      fn(indptr, indices, P, Y, Yref, c * kRows, std::min(n, (c + 1) * kRows), 1.0 / dof, exaggeration, out);
+    return 0.0;
   }
   // Per-row KL terms summed serially afterwards: results do not depend on
   // the thread schedule (bitwise reproducible runs).
@@ -93,6 +112,13 @@ double tsne_attractive(const int64_t* indptr, const int32_t* indices, const doub
   for (double v : row_kl) kl += v;
   return kl;
 }
+
+template double tsne_attractive<double>(const int64_t*, const int32_t*, const double*, const double*, const double*,
+                                        int64_t, int64_t, int, double, double, bool, double*, int, CpuKernel,
+                                        GatherMode);
+template double tsne_attractive<float>(const int64_t*, const int32_t*, const float*, const double*, const double*,
+                                       int64_t, int64_t, int, double, double, bool, double*, int, CpuKernel,
+                                       GatherMode);
 
 namespace {
 

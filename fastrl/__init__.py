@@ -14,10 +14,10 @@ from __future__ import annotations
 import importlib
 
 from fastrl._dispatch import backend_info, use_backend
-from fastrl.neighbors.cpu_kernel import use_cpu_kernel  # reads FASTRL_CPU_KERNEL once, now
+from fastrl.neighbors.cpu_kernel import use_cpu_kernel, use_gather  # reads FASTRL_CPU_KERNEL, FASTRL_GATHER once, now
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "use_backend", "use_cpu_kernel", "__version__"]
+__all__ = ["backend_info", "use_backend", "use_cpu_kernel", "use_gather", "__version__"]
 
 _SUBMODULES = {"neighbors", "manifold", "losses", "masking", "metrics", "plot", "datasets", "distributed"}
 

@@ -280,19 +280,24 @@ def backend_info() -> dict:
         ``compiled_core`` (bool), ``cpu_kernel`` (the ISA of the kNN kernel in
         use: ``FASTRL_CPU_KERNEL=base|avx2|avx512`` forces one, otherwise the
         best this CPU runs), ``cpu_kernels`` (those this CPU and build run),
-        ``openmp`` (bool), ``openmp_threads`` (int), ``triton`` (bool),
+        ``gather`` (``"hw"`` or ``"scalar"``: how the SIMD t-SNE attractive loop
+        loads neighbours, ``FASTRL_GATHER`` / ``use_gather``), ``tsne_attractive``
+        (the loop a 2-D t-SNE gradient runs: ``"avx2-hw"``, ``"avx2-scalar"``,
+        ``"avx512-hw"``, ``"avx512-scalar"`` or ``"base"``), ``openmp`` (bool), ``openmp_threads`` (int), ``triton`` (bool),
         ``triton_interpret`` (bool), ``cuda`` (bool), ``cuda_devices`` (int),
         ``numba`` (bool), ``torch_threads`` (int), ``requested_backend`` (str),
         ``autotune`` (bool, ``FASTRL_AUTOTUNE``), ``fp32_precision`` (str,
         ``FASTRL_FP32_PRECISION``), ``fallbacks`` (dict: key -> message of every
         change of path that happened in this process, see :func:`warn_fallback`).
     """
-    from fastrl.neighbors.cpu_kernel import cpu_kernel
+    from fastrl.neighbors.cpu_kernel import cpu_kernel, gather_mode
     core = _core()
     info = {
         "compiled_core": core is not None,
         "cpu_kernel": core.knn_kernel_name(cpu_kernel()) if core is not None else None,  # ValueError on a bad FASTRL_CPU_KERNEL
         "cpu_kernels": list(core.cpu_kernels_supported()) if core is not None else [],
+        "gather": core.gather_mode_name(gather_mode()) if core is not None else None,
+        "tsne_attractive": core.tsne_attractive_loop(cpu_kernel(), gather_mode()) if core is not None else None,
         "openmp": bool(core.has_openmp()) if core is not None else False,
         "openmp_threads": int(core.openmp_threads()) if core is not None else 1,
         "triton": triton_available(),

@@ -9,6 +9,12 @@ calling thread, then ``FASTRL_CPU_KERNEL`` as it was when fastrl was imported,
 then ``"auto"``. The variable is read once, here: the core never calls
 ``getenv``, which would race with ``os.environ`` changes made by other threads
 while a kernel runs without the GIL.
+
+``FASTRL_GATHER`` and :func:`use_gather` work the same way for a sibling
+choice: how the SIMD builds of the 2-D t-SNE attractive loop load the
+neighbours' coordinates, by hardware gathers (``"hw"``) or scalar loads
+(``"scalar"``; faster where ``vgatherdpd`` is microcoded, AMD Zen 1-3);
+``"auto"`` picks by CPU family.
 """
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ from typing import Iterator
 
 KERNEL_NAMES = ("auto", "base", "avx2", "avx512")
 ENV_VAR = "FASTRL_CPU_KERNEL"
+GATHER_NAMES = ("auto", "hw", "scalar")
+GATHER_ENV_VAR = "FASTRL_GATHER"
 
 _ENV_VALUE = os.environ.get(ENV_VAR, "")  # read once, at import
+_GATHER_ENV_VALUE = os.environ.get(GATHER_ENV_VAR, "")  # read once, at import
 _local = threading.local()
 
 
@@ -56,13 +65,9 @@ def check_cpu_kernel(name, source: str = "cpu_kernel") -> str:
     ValueError
         For an unknown name, or a kernel this CPU (or this build) cannot run.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"{source} must be one of {KERNEL_NAMES}, got {name!r}")
-    want = name.strip().lower()
-    if want in ("", "auto"):
-        return "auto"
-    if want not in KERNEL_NAMES:
-        raise ValueError(f"{source} must be one of 'auto', 'base', 'avx2', 'avx512'; got {name!r}")
+    want = _normalised(name, KERNEL_NAMES, source)
+    if want == "auto":
+        return want
     supported = supported_cpu_kernels()
     if want not in supported:
         raise ValueError(f"{source}={want}: this CPU (or this build) cannot run the {want!r} kernel; "
@@ -84,10 +89,22 @@ def cpu_kernel() -> str:
         If ``FASTRL_CPU_KERNEL`` (as read at import) names an unknown kernel
         or one this CPU lacks, and no :func:`use_cpu_kernel` block is active.
     """
-    override = getattr(_local, "kernel", None)
-    if override is not None:
-        return override
-    return check_cpu_kernel(_ENV_VALUE, ENV_VAR)
+    return _current("kernel", check_cpu_kernel, _ENV_VALUE, ENV_VAR)
+
+
+def _normalised(name, names: tuple[str, ...], source: str) -> str:
+    """``name`` stripped and lower-cased (``""`` gives ``"auto"``); ValueError unless one of ``names``."""
+    want = name.strip().lower() if isinstance(name, str) else None
+    want = "auto" if want == "" else want
+    if want not in names:
+        raise ValueError(f"{source} must be one of {', '.join(map(repr, names))}; got {name!r}")
+    return want
+
+
+def _current(attr: str, check, env_value: str, env_var: str) -> str:
+    """The innermost block's thread-local ``attr``, else the checked variable as read at import."""
+    override = getattr(_local, attr, None)
+    return override if override is not None else check(env_value, env_var)
 
 
 @contextlib.contextmanager
@@ -117,10 +134,64 @@ def use_cpu_kernel(name: str) -> Iterator[str]:
         On entry, for an unknown name or a kernel this CPU (or build) cannot
         run (never a silent fallback).
     """
-    name = check_cpu_kernel(name, "use_cpu_kernel")
-    previous = getattr(_local, "kernel", None)
-    _local.kernel = name
+    with _scoped("kernel", check_cpu_kernel(name, "use_cpu_kernel")) as checked:
+        yield checked
+
+
+@contextlib.contextmanager
+def _scoped(attr: str, value: str) -> Iterator[str]:
+    """Set the thread-local ``attr`` to ``value`` for a ``with`` block (nests)."""
+    previous = getattr(_local, attr, None)
+    setattr(_local, attr, value)
     try:
-        yield name
+        yield value
     finally:
-        _local.kernel = previous
+        setattr(_local, attr, previous)
+
+
+def check_gather(name, source: str = "gather") -> str:
+    """``name`` (``"auto"``, ``"hw"`` or ``"scalar"``; ``""`` gives
+    ``"auto"``) checked: ValueError naming ``source`` for another."""
+    return _normalised(name, GATHER_NAMES, source)
+
+
+def gather_mode() -> str:
+    """The gather mode (``"auto"``, ``"hw"`` or ``"scalar"``) the native t-SNE
+    attractive calls of this thread pass: the innermost :func:`use_gather`
+    block, else ``FASTRL_GATHER`` as read at import (ValueError when it names
+    another mode), else ``"auto"``."""
+    return _current("gather", check_gather, _GATHER_ENV_VALUE, GATHER_ENV_VAR)
+
+
+@contextlib.contextmanager
+def use_gather(name: str) -> Iterator[str]:
+    """Choose how the SIMD t-SNE attractive loop loads the neighbours'
+    coordinates inside a ``with`` block.
+
+    Thread-local, nests, and takes precedence over ``FASTRL_GATHER``, like
+    :func:`use_cpu_kernel`; ``fastrl.backend_info()["tsne_attractive"]``
+    reports the loop that runs (e.g. ``"avx2-scalar"``). It changes the speed
+    only: both modes fill the same lanes, the forces are identical::
+
+        with fastrl.use_gather("hw"):
+            Y = fastrl.manifold.TSNE().fit_transform(X)
+
+    Parameters
+    ----------
+    name : {"auto", "hw", "scalar"}
+        ``"hw"``: hardware gathers (``vgatherdpd``); ``"scalar"``: one scalar
+        load per neighbour; ``"auto"``: scalar on CPUs with slow gathers (AMD
+        before family 0x19 and Zen 3), hardware gathers elsewhere.
+
+    Yields
+    ------
+    str
+        The checked name.
+
+    Raises
+    ------
+    ValueError
+        On entry, for an unknown name.
+    """
+    with _scoped("gather", check_gather(name, "use_gather")) as checked:
+        yield checked

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from fastrl._dispatch import warn_fallback
 from fastrl._validation import check_int32_points
-from fastrl.neighbors.cpu_kernel import cpu_kernel, supported_cpu_kernels
+from fastrl.manifold.tsne.timing import NULL_TIMER
+from fastrl.neighbors.cpu_kernel import cpu_kernel, gather_mode, supported_cpu_kernels
 from fastrl.neighbors.knn import _core, _n_jobs
 
 N_INTERP = 3  # Lagrange nodes per box (fixed in the compiled spreading code)
@@ -124,10 +125,17 @@ WIDE_SPAN = 1e30  # beyond this the grid transforms run in float64 (float32 char
 
 class CSRParts:
     """A sparse P converted once to the compiled core's CSR layout (int64
-    indptr, int32 indices, float64 data) and checked once (the hot loop then
-    skips the per-call index scan)."""
+    indptr, int32 indices, float64 or float32 data) and checked once (the hot
+    loop then skips the per-call index scan).
 
-    def __init__(self, P, n_cols: int | None = None):
+    ``dtype=np.float32`` stores the affinities in half the bytes (12 instead
+    of 16 per edge streamed by the attractive pass); the forces and the KL are
+    still computed and summed in float64, from the float32 values.
+    """
+
+    def __init__(self, P, n_cols: int | None = None, *, dtype=np.float64):
+        if np.dtype(dtype) not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
         check_int32_points(np.shape(P)[-1], "P", "the t-SNE gradient (int32 CSR column ids)")
         P = sp.csr_matrix(P)
         if not P.has_sorted_indices:
@@ -135,7 +143,7 @@ class CSRParts:
         self.shape = P.shape
         self.indptr = np.ascontiguousarray(P.indptr, dtype=np.int64)
         self.indices = np.ascontiguousarray(P.indices, dtype=np.int32)
-        self.data = np.ascontiguousarray(P.data, dtype=np.float64)
+        self.data = np.ascontiguousarray(P.data, dtype=dtype)
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= P.shape[1]):
             raise ValueError("P has column indices out of range")
         if self.data.size and not (np.isfinite(self.data).all() and self.data.min() >= 0):
@@ -181,7 +189,8 @@ def attractive_forces(P, Y, *, dof: float = 1.0, exaggeration: float = 1.0, Y_re
     attractive_simd(Yr.shape[0], Y.shape[1], eval_kl)  # warns once if the SIMD kernel gives way to the scalar loop
     out = np.empty_like(Y)
     kl = _core().tsne_attractive(parts.indptr, parts.indices, parts.data, Y, Yr, float(dof), float(exaggeration),
-                                 bool(eval_kl), out, _n_jobs(n_jobs), False, cpu_kernel=cpu_kernel())
+                                 bool(eval_kl), out, _n_jobs(n_jobs), False, cpu_kernel=cpu_kernel(),
+                                 gather=gather_mode())
     return (out, kl) if eval_kl else out
 
 
@@ -261,7 +270,7 @@ def fft_grid(Y: np.ndarray, min_num_intervals: int = 50, ints_in_interval: float
 
 
 def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_interval: float = 1.0, n_jobs=None,
-                  cache: dict | None = None):
+                  cache: dict | None = None, timer=None):
     """FFT-accelerated interpolation estimate of the repulsion (Linderman et al. 2019).
 
     The square bounding box of ``Y`` is cut into boxes (see :func:`fft_grid`)
@@ -282,12 +291,17 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     n_jobs : int, optional
     cache : dict, optional
         Reused across calls to keep the kernel FFT of an unchanged grid.
+    timer : fastrl.manifold.tsne.timing.PhaseTimer, optional
+        Gets the phases ``"fft_spread"``, ``"fft_transforms"`` (kernel and
+        grid FFTs) and ``"fft_gather"``.
 
     Returns
     -------
     R : ndarray of float64, shape (N, 2)
     Z : float
     """
+    timer = NULL_TIMER if timer is None else timer
+    tic = timer.clock()
     Y = _as_embedding(Y)
     if Y.ndim != 2 or Y.shape[1] != 2:
         raise ValueError(f"fft_repulsion needs a 2-D embedding of shape (N, 2), got {Y.shape}")
@@ -307,6 +321,7 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
         fk = _kernel_fft(h, g, m, dof, workers, dtype)
         if cache is not None:
             cache.update(key=key, fk=fk)
+    tic = timer.lap("fft_transforms", tic)
     # charges relative to the grid centre c (R is translation-invariant): smaller values on the grid
     c = lo + 0.5 * h * N_INTERP * n_boxes
     charges = np.empty((n, 3))
@@ -315,6 +330,7 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     grid = np.empty((3, g, g), dtype=dtype)
     core = _core()
     core.tsne_fft_spread(Y, lo, h, n_boxes, charges, grid, jobs)
+    tic = timer.lap("fft_spread", tic)
     spec = scipy.fft.rfft(grid, n=m, axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
     # Z by Parseval over the half spectrum (interior columns count twice).
@@ -327,9 +343,11 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     spec *= fk[0]
     back = scipy.fft.ifft(spec, axis=-2, workers=workers, overwrite_x=True)[:, :g]
     pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]  # a view, read in place
+    tic = timer.lap("fft_transforms", tic)
     phi = np.empty((n, 3))
     core.tsne_fft_gather(Y, lo, h, n_boxes, pot, phi, jobs)
     R = (Y - c) * phi[:, :1] - phi[:, 1:3]
+    timer.lap("fft_gather", tic)
     Z = max(zsum - n, 1e-300)  # drop the self terms w_ii = 1 (Z -> 0 only when every pair is ~infinitely far)
     return R, Z
 

@@ -14,15 +14,20 @@ import numpy as np
 
 from fastrl.manifold.tsne.gradients import CSRParts, attractive_forces, bh_repulsion, fft_fits, fft_repulsion
 from fastrl.manifold.tsne.reference import exact_kl_gradient
+from fastrl.manifold.tsne.timing import NULL_TIMER, PhaseTimer
 from fastrl.neighbors.knn import _core, _n_jobs
 
 
 class SparseObjective:
-    """KL(P || Q) over a sparse joint P; repulsion by ``"fft"`` or ``"barnes_hut"``."""
+    """KL(P || Q) over a sparse joint P; repulsion by ``"fft"`` or ``"barnes_hut"``.
+
+    ``timer`` (a :class:`~fastrl.manifold.tsne.timing.PhaseTimer`) gets the
+    ``"attractive"`` and ``"repulsion"`` phases (and the FFT parts)."""
 
     def __init__(self, P, method: str, *, dof: float = 1.0, theta: float = 0.5, n_jobs=None,
-                 min_num_intervals: int = 50, ints_in_interval: float = 1.0):
+                 min_num_intervals: int = 50, ints_in_interval: float = 1.0, timer: PhaseTimer | None = None):
         self.P, self.method, self.dof, self.theta, self.n_jobs = CSRParts(P), method, float(dof), float(theta), n_jobs
+        self.timer = NULL_TIMER if timer is None else timer
         self.grid = dict(min_num_intervals=int(min_num_intervals), ints_in_interval=float(ints_in_interval))
         self.cache: dict = {}
         self.calls = self.bh_fallbacks = 0  # FFT requested but the span exceeded the grid cap
@@ -31,19 +36,23 @@ class SparseObjective:
         if Y.shape[1] == 1:  # a 1-D embedding is a 2-D one on the line y = 0 (the tree code is 2-D)
             kl, g = self(np.hstack([Y, np.zeros_like(Y)]), exaggeration, eval_kl)
             return kl, np.ascontiguousarray(g[:, :1])
+        timer = self.timer
+        tic = timer.clock()
         A, kl_part = attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, eval_kl=True,
                                        n_jobs=self.n_jobs) if eval_kl else (
             attractive_forces(self.P, Y, dof=self.dof, exaggeration=exaggeration, n_jobs=self.n_jobs), None)
+        tic = timer.lap("attractive", tic)
         if Y.shape[1] == 3:  # the octree (Numba); the compiled quadtree is 2-D
             from fastrl.manifold.tsne.octree import bh_repulsion_nd
             R, Z = bh_repulsion_nd(Y, theta=self.theta, dof=self.dof)
         elif self.method == "fft" and fft_fits(Y, **self.grid):  # else the grid would exceed its cap: Barnes-Hut
-            R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache, **self.grid)
+            R, Z = fft_repulsion(Y, dof=self.dof, n_jobs=self.n_jobs, cache=self.cache, timer=timer, **self.grid)
         else:
             self.bh_fallbacks += self.method == "fft"
             R, Z = bh_repulsion(Y, theta=self.theta, dof=self.dof, n_jobs=self.n_jobs)
         self.calls += 1
         A -= R / Z
+        timer.lap("repulsion", tic)
         return (kl_part + np.log(Z) if eval_kl else None), A
 
 
@@ -121,7 +130,8 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
               callbacks=(), progress=None, history: list | None = None, center: bool = True,
               max_grad_norm: float | None = None, max_step_norm: float | None = 5.0,
               n_iter_without_progress: int | None = None, min_grad_norm: float = 0.0, grad_scale: float = 4.0,
-              log: Callable | None = None, reorder=None) -> tuple[int, str, float | None]:
+              log: Callable | None = None, reorder=None,
+              timer: PhaseTimer | None = None) -> tuple[int, str, float | None]:
     """Run up to ``n_iter`` iterations in place on ``Y`` (scikit-learn's loop).
 
     Every ``kl_every`` iterations (counted from the start of the whole run),
@@ -141,6 +151,11 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
     callbacks then get ``Y`` in the caller's order, and the caller maps the
     final ``Y`` back with ``reorder.to_caller``.
 
+    ``timer`` (a :class:`~fastrl.manifold.tsne.timing.PhaseTimer`) gets the
+    phases ``"reorder"``, ``"gradient"`` (the objective's call, unless the
+    objective times its own parts with this same timer), ``"update"`` (the
+    step) and ``"checks"`` (KL checks, progress bar, log, callbacks).
+
     Returns
     -------
     (iterations done in total, why it stopped early ("callback", "no_progress",
@@ -151,21 +166,28 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
     best_error, best_iter = np.inf, start
     kl_last = None
     tic = time.time()
+    timer = NULL_TIMER if timer is None else timer
+    grad_phase = None if getattr(objective, "timer", None) is timer else "gradient"
+    lap = timer.clock()
     for i in range(n_iter):
         if reorder is not None:
             reorder.maybe(it, Y, objective, optimizer)
+            lap = timer.lap("reorder", lap)
         check = (it + 1) % kl_every == 0
         eval_kl = check or i == n_iter - 1
         kl, grad = objective(Y, exaggeration, eval_kl)
+        lap = timer.lap(grad_phase, lap) if grad_phase else timer.clock()
         grad_norm = grad_scale * _grad_norm(grad) if check else 0.0
         optimizer.step(Y, grad, learning_rate=learning_rate, momentum=momentum, center=center,
                        max_grad_norm=max_grad_norm, max_step_norm=max_step_norm)
         it += 1
+        lap = timer.lap("update", lap)
         if eval_kl:
             kl_last = float(kl)
         if progress is not None:
             progress.update(1)
         if not check:
+            lap = timer.lap("checks", lap)
             continue
         if history is not None:
             history.append((it, kl_last))
@@ -177,7 +199,9 @@ def run_phase(Y: np.ndarray, objective: Callable, optimizer: GradientDescent, *,
                 f"({kl_every} iterations in {toc - tic:0.3f}s)")
             tic = toc
         view = Y if reorder is None or not callbacks else reorder.to_caller(Y)  # callbacks see the caller's order
-        if any(bool(cb(it, kl_last, view)) for cb in callbacks):
+        stop = any(bool(cb(it, kl_last, view)) for cb in callbacks)
+        lap = timer.lap("checks", lap)
+        if stop:
             return it, "callback", kl_last
         if kl_last < best_error:
             best_error, best_iter = kl_last, it

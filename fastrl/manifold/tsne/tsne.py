@@ -16,6 +16,7 @@ from fastrl.manifold.tsne.locality import Reordering, reorder_wanted
 from fastrl.manifold.tsne.memory import check_input_memory
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
                                             run_phase)
+from fastrl.manifold.tsne.timing import NULL_TIMER, PhaseTimer, log_fit_end, progress_bar
 
 METHODS = ("auto", "exact", "barnes_hut", "fft")
 KERNELS = ("student_t", "gaussian")
@@ -134,8 +135,10 @@ class TSNE(TransformerBase):
     theta : float, optional
         Deprecated alias of ``angle``.
     progress_bar : bool
-        A tqdm progress bar over the iterations with the KL divergence (a
-        fastrl extra; ``fastrl tsne`` shows it unless ``--quiet``).
+        A tqdm progress bar over the iterations with the KL divergence, the
+        phase (kNN graph, affinities, early exaggeration, optimisation) and
+        tqdm's ETA of the iterations (a fastrl extra; ``fastrl tsne`` shows it
+        unless ``--quiet``).
     reorder : {"auto", True, False}
         Memory locality (a fastrl extra, methods "fft" and "barnes_hut"):
         the optimiser keeps the points sorted along a Hilbert curve of the
@@ -160,6 +163,18 @@ class TSNE(TransformerBase):
     kl_history_ : list of (iteration, kl)
     method_ : str
         The method used.
+    timings_ : dict
+        Wall time of the fit phase by phase, in seconds (a fastrl extra):
+        ``"knn"``, ``"affinities"``, ``"init"``, then per iteration summed
+        ``"attractive"`` and ``"repulsion"`` (methods "fft", "barnes_hut";
+        ``"gradient"`` for the exact and device paths), ``"update"`` (the
+        step), ``"reorder"`` (when re-ordering), ``"checks"`` (KL checks,
+        progress bar, callbacks); those are disjoint
+        (:data:`fastrl.manifold.tsne.timing.PHASES`). On the FFT path also
+        ``"fft_spread"``, ``"fft_transforms"``, ``"fft_gather"``: parts of
+        ``"repulsion"``. ``"total"``: wall time of the whole fit;
+        ``"n_iter"``: iterations run. On a GPU the per-iteration phases time
+        the kernel launches (CUDA is asynchronous), not the kernels.
     """
 
     _EXPLORATION_MAX_ITER = 250
@@ -315,8 +330,10 @@ class TSNE(TransformerBase):
         return 4.0 * float(self.learning_rate)
 
     # -------------------------------------------------------------- affinities
-    def _affinities(self, X, method: str, knn_seed: int, log):
-        """P for ``method`` (dense for "exact") from X under ``self.metric``."""
+    def _affinities(self, X, method: str, knn_seed: int, log, timer=NULL_TIMER, phase=None):
+        """P for ``method`` (dense for "exact") from X under ``self.metric``
+        (phases "knn" and "affinities" timed on ``timer`` and announced to ``phase(name)``)."""
+        phase = phase or (lambda name: None)
         import time
 
         from fastrl.neighbors import knn_graph
@@ -327,6 +344,8 @@ class TSNE(TransformerBase):
         # (the compiled calibration squares what it gets, hence the square roots)
         raw = not (kind == "fast" and name == "euclidean")
         tic = time.time()
+        lap = timer.clock()
+        phase("knn")
         k = n - 1 if method == "exact" else n_neighbors_for(self.perplexity, n)
         if log:
             log(f"[t-SNE] Computing {k} nearest neighbors...")
@@ -344,11 +363,14 @@ class TSNE(TransformerBase):
             dist = np.sqrt(np.asarray(dist, dtype=np.float64))
         if log:
             log(f"[t-SNE] Computed neighbors for {n} samples in {time.time() - tic:.3f}s...")
+        lap = timer.lap("knn", lap)
+        phase("affinities")
         if method == "exact":
             P = dense_from_knn(idx, dist, self.perplexity, symmetric=self.symmetric, n_jobs=self.n_jobs)
             beta = None
         else:
             P, beta = sparse_from_knn(idx, dist, self.perplexity, n_jobs=self.n_jobs, return_beta=True)
+        timer.lap("affinities", lap)
         if log:
             log(f"[t-SNE] Computed conditional probabilities for sample {n} / {n}")
             if beta is not None:
@@ -388,6 +410,7 @@ class TSNE(TransformerBase):
         return self.embedding_
 
     def _fit(self, X):
+        timer = PhaseTimer()
         device = self._device(X)  # checked before any work
         check_int32_points(X, "X", "TSNE (int32 point ids in the kNN graph and the affinities)")
         if isinstance(self.init, str) and self.init == "pca" and self.metric == "precomputed":
@@ -410,10 +433,15 @@ class TSNE(TransformerBase):
         if isinstance(rs, np.random.RandomState):
             rs = int(rs.randint(2**31 - 1))
         rng = np.random.default_rng(rs)
+        progress, phase = progress_bar(self.progress_bar, self.max_iter, method)
+        phase("init")
+        lap = timer.clock()
         Y = self._initial(X, rng)
+        timer.lap("init", lap)
         knn_seed = int(rng.integers(2**31 - 1))
         angle = self._angle()
-        P = self._affinities(X, "exact" if method == "exact" else "sparse", knn_seed, log)
+        P = self._affinities(X, "exact" if method == "exact" else "sparse", knn_seed, log, timer, phase)
+        lap = timer.clock()
         if device is not None:
             import torch
 
@@ -425,22 +453,20 @@ class TSNE(TransformerBase):
             if method == "exact":
                 objective = ExactObjective(P, kernel=self.kernel, symmetric=self.symmetric, dof=self.dof)
             else:
-                objective = SparseObjective(P, method, dof=self.dof, theta=angle, n_jobs=self.n_jobs)
+                objective = SparseObjective(P, method, dof=self.dof, theta=angle, n_jobs=self.n_jobs, timer=timer)
             opt = GradientDescent(Y, n_jobs=self.n_jobs)
+        timer.lap("init", lap)
         reorder = Reordering() if device is None and reorder_wanted(self.reorder, n, method) else None
         callbacks = [] if self.callbacks is None else (
             [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
         history: list = []
         ee_iter = self._EXPLORATION_MAX_ITER if self.early_exaggeration_iter is None else self.early_exaggeration_iter
         ee_iter = min(ee_iter, self.max_iter)
-        progress = None
-        if self.progress_bar:
-            from tqdm.auto import tqdm
-            progress = tqdm(total=self.max_iter, desc=f"t-SNE ({method})", unit="it")
         common = dict(callbacks=callbacks, history=history, max_step_norm=self.max_step_norm, progress=progress,
                       kl_every=self._N_ITER_CHECK, min_grad_norm=float(self.min_grad_norm),
                       log=log if self.verbose >= 2 else None,  # per-check lines at verbose >= 2, as scikit-learn
-                      reorder=reorder)
+                      reorder=reorder, timer=timer)
+        phase("early")
         it, stopped, kl = run_phase(Y, objective, opt, n_iter=ee_iter, start=0,
                                     learning_rate=self._lr(n, self.early_exaggeration),
                                     momentum=self.initial_momentum, exaggeration=float(self.early_exaggeration),
@@ -448,6 +474,7 @@ class TSNE(TransformerBase):
         if log and kl is not None:
             log(f"[t-SNE] KL divergence after {it} iterations with early exaggeration: {kl:f}")
         if stopped != "callback":  # scikit-learn runs the second phase after any other early stop
+            phase("final")
             it2, _, kl2 = run_phase(Y, objective, opt, n_iter=self.max_iter - it, start=it,
                                            learning_rate=self._lr(n, 1.0), momentum=self.final_momentum,
                                            exaggeration=1.0, n_iter_without_progress=self.n_iter_without_progress,
@@ -458,22 +485,13 @@ class TSNE(TransformerBase):
             progress.close()
         if kl is None:  # no iteration ran
             kl = float(objective(Y, 1.0, True)[0])
-        if log:
-            log(f"[t-SNE] KL divergence after {it} iterations: {kl:f}")
-            if getattr(objective, "bh_fallbacks", 0):
-                log(f"[t-SNE] Barnes-Hut repulsion in {objective.bh_fallbacks} of {objective.calls} gradient "
-                    f"evaluations: the embedding spanned more than the FFT grid's cap of boxes")
-            from fastrl._dispatch import fallbacks
-            for key, msg in fallbacks().items():  # warned once per process; backend_info()["fallbacks"] too
-                if key.startswith("tsne."):
-                    log(f"[t-SNE] Change of path in this process: {msg}")
         if device is not None:
             Y = Y.detach().cpu().double().numpy()
         if reorder is not None:
-            if log:
-                log(f"[t-SNE] Re-ordered the points {reorder.count} times along a Hilbert curve "
-                    f"({reorder.seconds:.3f}s)")
             Y = reorder.to_caller(Y)
+        self.timings_ = timer.as_dict(it)
+        if log:
+            log_fit_end(log, it, kl, objective, reorder, self.timings_)
         self.embedding_ = np.asarray(Y, dtype=np.float32)
         self.kl_divergence_ = float(kl)
         self.n_iter_ = max(it - 1, 0)
