@@ -141,18 +141,25 @@ def missing_peer(what: str, reason: str, allow: bool, hint: str | None = None) -
 
 
 def machine_info() -> dict:
-    """What ran the benchmark: CPU model and ISA flags, cores, memory, the
-    fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
+    """What ran the benchmark: CPU model, vendor / family / model and ISA
+    flags, OS kernel, cores, memory, the fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
     import numpy as np
     import torch
     cpu = platform.processor() or ""
+    ident = {}  # vendor, family, model, stepping of the first CPU (where gathers / caches differ)
+    keys = {"vendor_id": "cpu_vendor", "cpu family": "cpu_family", "model": "cpu_model", "stepping": "cpu_stepping"}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name":
+                    cpu = value
+                elif key in keys and keys[key] not in ident:
+                    ident[keys[key]] = value if key == "vendor_id" else int(value)
+                elif not key and ident:
                     break
-    except OSError:
+    except (OSError, ValueError):
         pass
     mem_gib = None
     try:
@@ -164,7 +171,9 @@ def machine_info() -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
         "cpu": cpu,
+        **ident,
         "cpu_flags": cpu_flags(),
+        "kernel": platform.release(),
         "cores": os.cpu_count(),
         "mem_gib": mem_gib,
         "python": platform.python_version(),
