@@ -366,6 +366,21 @@ def render_ssl(results: Path = RESULTS) -> str:
                  out)
 
 
+def render_tsne_scaling(results: Path = RESULTS) -> str:
+    """``tsne_scaling.json`` (bench_tsne.py --scaling): one row per (library, N)."""
+    out = []
+    for r in _load(results, "tsne_scaling.json")["runs"]:
+        if "error" in r:
+            out.append([r["library"], f"{r['n']:,}", "failed: " + str(r["error"])[:60], "–", "–", "–", "–", "–", "–"])
+            continue
+        ph = r.get("phases", {})
+        cell = (lambda k: secs(ph[k]) if k in ph else "–")
+        out.append([r["library"], f"{r['n']:,}", secs(r["total_s"]), secs(r["per_iter_s"]), cell("knn"),
+                    cell("attractive"), cell("repulsion"), f"{fixed(r['peak_rss_gib'], 2)} GiB", fixed(r["kl"], 3)])
+    return table(["library", "N", "total", "per iteration", "kNN graph", "attractive (all iterations)",
+                  "repulsion (all iterations)", "peak RSS", "KL"], out)
+
+
 # ---------------------------------------------------------------- README plumbing
 
 TABLES = {  # marker name -> (results files it reads, renderer)
@@ -376,6 +391,7 @@ TABLES = {  # marker name -> (results files it reads, renderer)
     "decorrelation": (("losses_decorrelation.json",), render_decorrelation),
     "masking": (("masking.json",), render_masking),
     "ssl": (("ssl_mnist.json",), render_ssl),
+    "tsne-scaling": (("tsne_scaling.json",), render_tsne_scaling),
 }
 
 
