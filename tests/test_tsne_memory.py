@@ -75,3 +75,21 @@ def test_check_memory_fits_names_the_argument():
     check_memory_fits(10**15, None, "X", "op")  # unknown: no check
     with pytest.raises(InsufficientMemoryError, match=r"^X: op needs about .* \(details\)$"):
         check_memory_fits(11, 10, "X", "op", "details")
+
+
+def test_sparse_input_counts_its_stored_bytes(monkeypatch):
+    """A sparse precomputed kNN distance matrix is not charged as a dense N x N one
+    (N = 3000: the dense charge would be 72 MB); sparse features keep their dense copy."""
+    import scipy.sparse as sp
+    n, k = 3000, 90
+    rows = np.repeat(np.arange(n), k)
+    cols = (rows + np.tile(np.arange(1, k + 1), n)) % n
+    X = sp.csr_matrix((np.random.default_rng(0).random(n * k) + 0.1, (rows, cols)), shape=(n, n))
+    stored = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    est = memory.check_input_memory(X, 30, what="t", precomputed=True, pca=False)
+    assert est["data"] == stored
+    dense = memory.estimate_fit_memory(n, n, n_neighbors=90, pca=False)
+    monkeypatch.setattr(memory, "available_memory", lambda: (est["peak"] + dense["peak"]) // 2)
+    assert memory.check_input_memory(X, 30, what="t", precomputed=True, pca=False)["peak"] == est["peak"]
+    with pytest.raises(InsufficientMemoryError):  # the same matrix as features: densified, so refused
+        memory.check_input_memory(X, 30, what="t", pca=False)

@@ -5,7 +5,10 @@
 at most ``2 N k`` entries (``(P + P^T) / 2N`` of a kNN graph, 12 bytes each:
 int32 column + float64 value), ``d`` output dimensions:
 
-* ``data``: the validated input, ``N D s`` (held through the whole fit);
+* ``data``: the validated input, ``N D s`` (held through the whole fit); a
+  sparse X counts the bytes it stores, plus its dense copy ``N D s`` for
+  features (the PCA initialisation and the compiled kNN densify them), not
+  for precomputed distances (a sparse kNN distance matrix stays sparse);
 * ``init``: PCA initialisation, a float64 copy of X and its centred copy, ``2 N D 8``;
 * ``knn``: the kNN graph (int64 ids + float64 distances) and the work arrays of
   its construction (as much again), ``2 N k 16``;
@@ -31,6 +34,7 @@ skip the check.
 from __future__ import annotations
 
 import scipy.fft
+import scipy.sparse
 
 from fastrl._validation import InsufficientMemoryError, check_memory_fits  # noqa: F401 (re-exported)
 
@@ -90,7 +94,7 @@ def _fft_bytes(n: int) -> int:
 
 def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_neighbors: int = 90,
                         method: str = "fft", itemsize: int = 8, reorder: bool = False,
-                        pca: bool = True) -> dict:
+                        pca: bool = True, data_bytes: int | None = None) -> dict:
     """Estimated peak memory of a t-SNE fit, in bytes, and its parts (formula in the module docstring).
 
     Parameters
@@ -111,6 +115,8 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
         Whether the optimiser re-orders the points (a second P while it does).
     pca : bool
         Whether the PCA initialisation runs.
+    data_bytes : int, optional
+        Bytes the input holds, when not ``N * D * itemsize`` (a sparse matrix).
 
     Returns
     -------
@@ -119,7 +125,8 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
     """
     n, D, d = int(n), int(n_features), int(n_components)
     per_point = 32 * n * d * 8
-    parts = {"data": n * D * int(itemsize), "init": 2 * n * D * 8 if pca else 0}
+    parts = {"data": n * D * int(itemsize) if data_bytes is None else int(data_bytes),
+             "init": 2 * n * D * 8 if pca else 0}
     if method == "exact":
         parts["knn"] = n * n * 24
         parts["affinities"] = n * n * 24
@@ -191,8 +198,13 @@ def check_input_memory(X, perplexity, *, what: str, n_components: int = 2, metho
     except (TypeError, ValueError):
         return None
     itemsize = 4 if str(getattr(X, "dtype", "")).endswith("float32") else 8
-    return check_fit_memory(n, n if precomputed else int(shape[1]), what=what, n_components=int(n_components),
-                            n_neighbors=k, method=method, itemsize=itemsize, **kwargs)
+    D = n if precomputed else int(shape[1])
+    data_bytes = None
+    if scipy.sparse.issparse(X):  # what it stores; features are densified (PCA init, compiled kNN), distances not
+        stored = sum(getattr(X, a).nbytes for a in ("data", "indices", "indptr") if hasattr(X, a))
+        data_bytes = stored + (0 if precomputed else n * D * itemsize)
+    return check_fit_memory(n, D, what=what, n_components=int(n_components), n_neighbors=k, method=method,
+                            itemsize=itemsize, data_bytes=data_bytes, **kwargs)
 
 
 __all__ = ["estimate_fit_memory", "check_fit_memory", "check_input_memory", "available_memory",
