@@ -37,65 +37,92 @@ namespace {
 using node_t = int32_t;
 
 // Squared distances among the points ids[0:m]: out[a * mpad + b] for a < rows
-// and b > a (entries with b <= a are unspecified). Register-blocked Gram
-// tile on the row-major data, no transposed copy: 4 rows x 2 columns of
-// 8-wide accumulators (14 ymm), one pass over d per tile.
+// and a < b < m (the other entries are scratch), mpad >= gram_stride(m).
+// GEMM-style micro-kernel: the m candidates are packed once into panels of 8
+// (pack[(b / 8) * 8 * d + t * 8 + b % 8] = x_b[t], zero past m), then each
+// 4-row x 16-column tile runs one pass over t of 2 panel loads, 4 broadcasts
+// and 8 FMAs into 8-wide accumulators that stay in registers: no horizontal
+// sums and no tail loop over d (the packing is O(m d), the tiles O(rows m d)).
 //   |x_a - x_b|^2 = |x_a|^2 + |x_b|^2 - 2 <x_a, x_b>      (norms precomputed)
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
 
-__attribute__((always_inline)) inline float hsum8(v8 v) {
-  float s = 0.f;
-  for (int i = 0; i < 8; ++i) s += v[i];
-  return s;
-}
+// Row stride of gram's output for m points (room for a full last tile).
+inline int gram_stride(int m) { return ((m + 7) & ~7) + 8; }
+
+struct GramScratch {
+  std::vector<float> pack, norms;
+};
 
 __attribute__((always_inline)) inline void gram_body(const float* X, int64_t d, const node_t* ids, int m,
-                                                     int rows, const float* gnorm, float* out, int mpad) {
-  constexpr int RA = 4, RB = 2;
-  const int64_t d8 = d & ~int64_t(7);
+                                                     int rows, const float* gnorm, float* out, int mpad,
+                                                     GramScratch& s) {
+  constexpr int RA = 4;
+  const int m8 = (m + 7) & ~7, npan = m8 / 8 + 1;  // one zero panel past the end: tiles of 2 panels
+  s.pack.resize(size_t(npan) * 8 * d);
+  s.norms.resize(size_t(npan) * 8);
+  float* pack = s.pack.data();
+  for (int b = 0; b < npan * 8; ++b) {
+    float* pb = pack + size_t(b / 8) * 8 * d + b % 8;
+    if (b < m) {
+      const float* x = X + int64_t(ids[b]) * d;
+      for (int64_t t = 0; t < d; ++t) pb[8 * t] = x[t];
+      s.norms[b] = gnorm[ids[b]];
+    } else {
+      for (int64_t t = 0; t < d; ++t) pb[8 * t] = 0.f;
+      s.norms[b] = 0.f;
+    }
+  }
   for (int a0 = 0; a0 < rows; a0 += RA) {
     const float* pa[RA];
     for (int i = 0; i < RA; ++i) pa[i] = X + int64_t(ids[std::min(a0 + i, rows - 1)]) * d;
-    for (int b0 = a0; b0 < m; b0 += RB) {
-      const float* pb[RB];
-      for (int j = 0; j < RB; ++j) pb[j] = X + int64_t(ids[std::min(b0 + j, m - 1)]) * d;
-      v8 acc[RA][RB] = {};
-      for (int64_t t = 0; t < d8; t += 8) {
-        v8 vb[RB];
-        for (int j = 0; j < RB; ++j) vb[j] = *reinterpret_cast<const v8u*>(pb[j] + t);
+    for (int b0 = a0 & ~7; b0 < m; b0 += 16) {
+      const float* p0 = pack + size_t(b0) * d;
+      const float* p1 = p0 + 8 * d;
+      v8 acc[RA][2] = {};
+      for (int64_t t = 0; t < d; ++t) {
+        const v8 vb0 = *reinterpret_cast<const v8u*>(p0 + 8 * t);
+        const v8 vb1 = *reinterpret_cast<const v8u*>(p1 + 8 * t);
         for (int i = 0; i < RA; ++i) {
-          const v8 va = *reinterpret_cast<const v8u*>(pa[i] + t);
-          for (int j = 0; j < RB; ++j) acc[i][j] += va * vb[j];
+          const v8 va = v8{} + pa[i][t];
+          acc[i][0] += va * vb0;
+          acc[i][1] += va * vb1;
         }
       }
-      for (int i = 0; i < RA && a0 + i < rows; ++i) {
-        const float na = gnorm[ids[a0 + i]];
-        for (int j = 0; j < RB && b0 + j < m; ++j) {
-          float g = hsum8(acc[i][j]);
-          for (int64_t t = d8; t < d; ++t) g += pa[i][t] * pb[j][t];
-          out[size_t(a0 + i) * mpad + b0 + j] = std::max(0.f, na + gnorm[ids[b0 + j]] - 2.f * g);
-        }
+      const v8 nb0 = *reinterpret_cast<const v8u*>(s.norms.data() + b0);
+      const v8 nb1 = *reinterpret_cast<const v8u*>(s.norms.data() + b0 + 8);
+      for (int i = 0; i < RA; ++i) {
+        if (a0 + i >= rows) break;
+        const v8 na = v8{} + gnorm[ids[a0 + i]];
+        v8 r0 = na + nb0 - 2.f * acc[i][0], r1 = na + nb1 - 2.f * acc[i][1];
+        r0 = r0 > 0.f ? r0 : v8{};
+        r1 = r1 > 0.f ? r1 : v8{};
+        float* o = out + size_t(a0 + i) * mpad + b0;
+        *reinterpret_cast<v8u*>(o) = r0;
+        *reinterpret_cast<v8u*>(o + 8) = r1;
       }
     }
   }
 }
 
-using GramFn = void (*)(const float*, int64_t, const node_t*, int, int, const float*, float*, int);
+using GramFn = void (*)(const float*, int64_t, const node_t*, int, int, const float*, float*, int, GramScratch&);
 #if defined(FASTRL_HAVE_AVX512)
 __attribute__((target("avx512f,avx2,fma")))
-void gram_avx512(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
-  gram_body(X, d, ids, m, rows, gn, out, mpad);
+void gram_avx512(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad,
+                 GramScratch& s) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad, s);
 }
 #endif
 #if defined(FASTRL_HAVE_AVX2)
 __attribute__((target("avx2,fma")))
-void gram_avx2(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
-  gram_body(X, d, ids, m, rows, gn, out, mpad);
+void gram_avx2(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad,
+               GramScratch& s) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad, s);
 }
 #endif
-void gram_base(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad) {
-  gram_body(X, d, ids, m, rows, gn, out, mpad);
+void gram_base(const float* X, int64_t d, const node_t* ids, int m, int rows, const float* gn, float* out, int mpad,
+               GramScratch& s) {
+  gram_body(X, d, ids, m, rows, gn, out, mpad, s);
 }
 
 // The Gram kernel of CPU kernel `kernel`.
@@ -119,12 +146,33 @@ inline bool contains(const node_t* ids, int n, node_t idx) {
   return found != 0;
 }
 
-// contains() on ids that other threads may be rewriting (under their lock):
-// relaxed atomic loads, a scalar loop (the rows are k ids; most offers end here).
-inline bool contains_relaxed(const node_t* ids, int n, node_t idx) {
-  int found = 0;
-  for (int j = 0; j < n; ++j) found |= load_relaxed(ids + j) == idx;
-  return found != 0;
+// contains() on a heap row that other threads may be rewriting (under their
+// lock), vectorised as contains() is. Most offers of the join end here (the edge is already
+// listed), and the scalar loop of relaxed atomic loads this replaces was 40%
+// of NN-descent's time. Each id is an aligned 32-bit word, written whole by
+// store_relaxed, so a lane sees the old or the new id, never a torn one. A
+// stale row only misleads the unlocked pre-check: a false "listed" skips an
+// offer (as a stale threshold does, and pynndescent's unlocked reads), a false
+// "absent" takes the lock, where push() checks again. The vector loads are a
+// deliberate race, hidden from ThreadSanitizer
+// (not inlined: the attribute applies to a whole function).
+using ContainsFn = bool (*)(const node_t*, int, node_t);
+__attribute__((no_sanitize("thread"), noinline)) bool contains_snapshot_base(const node_t* ids, int n, node_t idx) {
+  return contains(ids, n, idx);
+}
+#if defined(FASTRL_HAVE_AVX2)
+// 8 ids a compare instead of 4: the join's membership tests take a third less.
+__attribute__((no_sanitize("thread"), noinline, target("avx2"))) bool contains_snapshot_avx2(const node_t* ids, int n,
+                                                                                           node_t idx) {
+  return contains(ids, n, idx);
+}
+#endif
+ContainsFn select_contains(CpuKernel kernel) {
+#if defined(FASTRL_HAVE_AVX2)
+  if (kernel == CpuKernel::kAvx2 || kernel == CpuKernel::kAvx512) return contains_snapshot_avx2;
+#endif
+  (void)kernel;
+  return contains_snapshot_base;
 }
 
 // Test-and-test-and-set spinlock on its own cache line: waiting threads spin
@@ -200,42 +248,58 @@ struct Graph {
   }
 };
 
-// Bounded candidate list keeping the max_c entries of smallest priority. A
-// full row caches its largest priority, so most offers to it cost one compare.
+// Bounded candidate list keeping the c entries of smallest priority. A full
+// row is a max-heap on priority: most offers to it cost one compare with the
+// root, an accepted one a membership test and an O(log c) sift (the linear
+// scans for the largest priority this replaces were a third of the sampling).
 struct CandLists {
   int c;
   std::vector<node_t> idx;
   std::vector<uint32_t> pri;
   std::vector<int> size;
-  std::vector<uint32_t> worst;  // largest priority of a full row
-  CandLists(int64_t n, int c_) : c(c_), idx(size_t(n) * c_), pri(size_t(n) * c_), size(n, 0), worst(n) {}
+  CandLists(int64_t n, int c_) : c(c_), idx(size_t(n) * c_), pri(size_t(n) * c_), size(n, 0) {}
   void clear() { std::fill(size.begin(), size.end(), 0); }
   void offer(int64_t v, node_t j, uint32_t p) {
     node_t* li = idx.data() + v * c;
     uint32_t* lp = pri.data() + v * c;
     int& s = size[v];
-    if (s < c) {
-      if (contains(li, s, j)) return;
-      li[s] = j; lp[s] = p;
-      if (++s == c) worst[v] = *std::max_element(lp, lp + c);
-      return;
+    if (s == c && p >= lp[0]) return;
+    if (contains(li, s, j)) return;
+    int pos;
+    if (s < c) {  // sift up from the new leaf
+      pos = s++;
+      while (pos > 0) {
+        const int up = (pos - 1) / 2;
+        if (lp[up] >= p) break;
+        li[pos] = li[up]; lp[pos] = lp[up];
+        pos = up;
+      }
+    } else {  // replace the root, sift down
+      pos = 0;
+      for (;;) {
+        const int l = 2 * pos + 1, r = l + 1;
+        int big = pos;
+        uint32_t bp = p;
+        if (l < c && lp[l] > bp) { big = l; bp = lp[l]; }
+        if (r < c && lp[r] > bp) { big = r; bp = lp[r]; }
+        if (big == pos) break;
+        li[pos] = li[big]; lp[pos] = lp[big];
+        pos = big;
+      }
     }
-    if (p >= worst[v] || contains(li, c, j)) return;
-    int w = 0;
-    while (lp[w] != worst[v]) ++w;
-    li[w] = j; lp[w] = p;
-    worst[v] = *std::max_element(lp, lp + c);
+    li[pos] = j; lp[pos] = p;
   }
 };
 
 }  // namespace
 
-void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
+void knn_nndescent(const float* X_in, int64_t n, int64_t d, int k, Metric metric,
                    int n_trees, int leaf_size, int max_candidates, int n_iters,
                    float delta, uint64_t seed, int64_t* out_idx, float* out_dist,
                    int n_jobs, CpuKernel kernel, bool verbose) {
   const int nt = resolve_threads(n_jobs);
   const GramFn gram_sqdist = select_gram(kernel);
+  const ContainsFn contains_snapshot = select_contains(kernel);
   const DistFns df = dist_fns(kernel);
   Graph g(n, k);
   auto T0 = std::chrono::steady_clock::now();
@@ -244,13 +308,27 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
   // 1. Random-projection forest.
   std::vector<std::vector<int64_t>> offs;
   std::vector<std::vector<node_t>> mems;
-  rp_forest(df, X, n, d, n_trees, leaf_size, seed, nt, offs, mems);
+  rp_forest(df, X_in, n, d, n_trees, leaf_size, seed, nt, offs, mems);
   if (verbose) std::fprintf(stderr, "trees %.3f\n", el());
 
-  // The join visits the points in the leaf order of the first tree: the
-  // candidates of consecutive points then overlap and their rows stay in
-  // cache (the join was bound by fetching them: 20k x 696 floats).
-  const std::vector<node_t> order = mems[0];
+  // Renumber the points in the leaf order of the first tree (point v of the
+  // search is X_in row perm[v]): neighbours then have nearby numbers, so the
+  // rows, heaps and candidate lists a join or a sampling step touches lie
+  // close together in memory instead of anywhere in arrays of N rows (a
+  // cluster's working set stays in cache), and consecutive joins share their
+  // candidates. Costs a copy of the rows (n d floats) and two id maps.
+  const std::vector<node_t> perm = mems[0];
+  std::vector<node_t> inv(n);
+  for (int64_t v = 0; v < n; ++v) inv[perm[v]] = node_t(v);
+  std::vector<float> Xr(size_t(n) * d);
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t v = 0; v < n; ++v) std::memcpy(Xr.data() + v * d, X_in + int64_t(perm[v]) * d, sizeof(float) * d);
+  for (auto& mt : mems) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t j = 0; j < int64_t(mt.size()); ++j) mt[j] = inv[mt[j]];
+  }
+  std::vector<node_t>().swap(inv);
+  const float* X = Xr.data();
   std::vector<float> gnorm(n);
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t v = 0; v < n; ++v) gnorm[v] = df.dot(X + v * d, X + v * d, d);
@@ -263,14 +341,15 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
 #pragma omp parallel num_threads(nt)
     {
       std::vector<float> out;
+      GramScratch scratch;
 #pragma omp for schedule(dynamic, 16)
       for (int64_t l = 0; l < n_leaves; ++l) {
         const int64_t lo = offs[t][l];
         const int m = int(offs[t][l + 1] - lo);
-        const int mpad = (m + 15) & ~15;
+        const int mpad = gram_stride(m);
         out.resize(size_t(m) * mpad);
         const node_t* ids = mems[t].data() + lo;
-        gram_sqdist(X, d, ids, m, m, gnorm.data(), out.data(), mpad);
+        gram_sqdist(X, d, ids, m, m, gnorm.data(), out.data(), mpad, scratch);
         for (int p = 0; p < m; ++p)
           for (int q = p + 1; q < m; ++q) {
             const float dist = out[size_t(p) * mpad + q];
@@ -296,6 +375,7 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
 
   if (verbose) std::fprintf(stderr, "init %.3f\n", el());
   // 2. NN-descent iterations.
+  {  // the candidate lists are freed before the output is written
   CandLists fresh(n, max_candidates), old(n, max_candidates);
   StripedLocks locks(n, nt);
   for (int it = 0; it < n_iters; ++it) {
@@ -348,19 +428,20 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
     int64_t updates = 0, attempts = 0;
 #pragma omp parallel num_threads(nt) reduction(+ : updates, attempts)
     {
-      const int mmax = 2 * max_candidates, mpad = (mmax + 15) & ~15;
+      const int mmax = 2 * max_candidates, mpad = gram_stride(mmax);
       std::vector<float> out(size_t(max_candidates) * mpad);
+      GramScratch scratch;
       std::vector<node_t> ids(mmax);
       std::vector<float> thr(mmax);
 #pragma omp for schedule(dynamic, 64)
       for (int64_t iv = 0; iv < n; ++iv) {
-        const int64_t v = order[iv];
+        const int64_t v = iv;
         const int nn = fresh.size[v], no = old.size[v];
         if (nn == 0) continue;
         std::copy_n(fresh.idx.data() + v * fresh.c, nn, ids.data());
         std::copy_n(old.idx.data() + v * old.c, no, ids.data() + nn);
         const int m = nn + no;
-        gram_sqdist(X, d, ids.data(), m, nn, gnorm.data(), out.data(), mpad);
+        gram_sqdist(X, d, ids.data(), m, nn, gnorm.data(), out.data(), mpad, scratch);
         // Heap roots are scattered in memory: read each candidate's threshold
         // once, without its lock (a stale value only costs a rejected push
         // under the lock, or a missed one, as in pynndescent).
@@ -376,14 +457,15 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
             ++attempts;
             // Most offers repeat a known edge: an unlocked look first spares the
             // lock's cache line (push re-checks under the lock).
-            if (dist < thr[a] && !contains_relaxed(g.i.data() + size_t(p) * k, k, q)) { locks[p].lock(); updates += g.push(p, dist, q); thr[a] = g.d[size_t(p) * k]; locks[p].unlock(); }
-            if (dist < thr[b] && !contains_relaxed(g.i.data() + size_t(q) * k, k, p)) { locks[q].lock(); updates += g.push(q, dist, p); thr[b] = g.d[size_t(q) * k]; locks[q].unlock(); }
+            if (dist < thr[a] && !contains_snapshot(g.i.data() + size_t(p) * k, k, q)) { locks[p].lock(); updates += g.push(p, dist, q); thr[a] = g.d[size_t(p) * k]; locks[p].unlock(); }
+            if (dist < thr[b] && !contains_snapshot(g.i.data() + size_t(q) * k, k, p)) { locks[q].lock(); updates += g.push(q, dist, p); thr[b] = g.d[size_t(q) * k]; locks[q].unlock(); }
           }
         }
       }
     }
     if (verbose) std::fprintf(stderr, "  it %d joined %.3f updates %lld attempts %lld\n", it, el(), (long long)updates, (long long)attempts);
     if (double(updates) <= double(delta) * double(n) * double(k)) break;
+  }
   }
 
   // 3. Output. The heaps hold squared distances from the Gram expansion,
@@ -395,10 +477,10 @@ void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
   const bool cosine = metric == Metric::kCosine;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t v = 0; v < n; ++v) {
-    HeapView h{out_dist + v * k, out_idx + v * k, k};
+    HeapView h{out_dist + int64_t(perm[v]) * k, out_idx + int64_t(perm[v]) * k, k};
     for (int j = 0; j < k; ++j) {
       const node_t u = g.i[size_t(v) * k + j];
-      h.i[j] = u;
+      h.i[j] = u < 0 ? -1 : perm[u];
       if (u < 0) { h.d[j] = INFINITY; continue; }
       const float sq = g.d[size_t(v) * k + j], nsum = gnorm[v] + gnorm[u];
       const bool unit = !cosine || (gnorm[v] > 0.5f && gnorm[u] > 0.5f);

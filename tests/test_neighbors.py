@@ -131,6 +131,25 @@ def test_approx_recall_clustered(rng, metric, cpu_kernel):
     np.testing.assert_allclose(dist[:50], d_true, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("d", [1, 3, 8, 13, 50])
+def test_approx_packed_gram_tile_odd_dims(rng, d, cpu_kernel):
+    """NN-descent's Gram tiles (panels of 8 candidates, 4-row x 16-column tiles, zero padding
+    past the candidates): every dimension, including d < 8 and d not a multiple of 8, gives the
+    exact graph's recall and the true distances of the listed neighbours."""
+    n, k = 1500, 20
+    centers = rng.standard_normal((15, d)) * 4
+    X = (centers[rng.integers(0, 15, n)] + rng.standard_normal((n, d))).astype(np.float32)
+    idx, dist = knn_graph(X, k, method="approx", random_state=1)
+    ref_idx, ref_dist = knn_graph(X, k, method="exact")
+    if d == 1:  # ties in one dimension: compare the k-th distances, which ties cannot change
+        np.testing.assert_allclose(dist[:, -1], ref_dist[:, -1], rtol=1e-3, atol=1e-5)
+    else:
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(idx, ref_idx)])
+        assert recall >= 0.99
+    d_true = np.linalg.norm(X[idx].astype(np.float64) - X[:, None, :], axis=-1)
+    np.testing.assert_allclose(dist, d_true, rtol=1e-4, atol=1e-5)
+
+
 def test_approx_is_deterministic_with_seed(rng):
     """README: NN-descent is reproducible for a fixed random_state with n_jobs=1 (indices and
     distances, bit for bit); with more threads only exact distance ties may be broken
