@@ -80,14 +80,18 @@ def _prepare_compact(A0: np.ndarray, metric: str, jobs: int, pad: bool = False):
     return P, keep
 
 
+EXACT_MAX_COST = 4e11  # "auto": the exact scan while N^2 * D is at most this (twice for k >= 50)
+
+
 def _choose_method(method: str, n: int, d: int, k: int) -> str:
     if method != "auto":
         return method
-    # Exact whenever the scan is cheap (benchmarks/results/knn.json, 2 cores:
-    # raw MNIST 20k x 784 at k = 15 in 3 s, PCA-50 30k at k = 90 in 1.1 s);
-    # NN-descent beyond, where the O(N^2 D) scan grows out of reach (it is
-    # still 6x faster on raw MNIST 20k, k = 15: 0.5 s at recall 0.992).
-    if n * d <= 20_000_000 or (n <= 200_000 and k >= 50):
+    # Exact whenever the O(N^2 D) scan is cheap, N^2 D <= 4e11 (about 10 s on
+    # 2 cores: PCA-50 MNIST 70k at k = 90 in 6.7 s, where NN-descent takes
+    # 11 s; raw MNIST 20k x 784 at k = 15 in 3 s), twice that for k >= 50,
+    # where NN-descent's joins grow with k (at 100k x 50, k = 90 both take
+    # ~14 s); NN-descent beyond (200k x 50, k = 90: 26 s against 42 s exact).
+    if float(n) * n * d <= EXACT_MAX_COST * (2 if k >= 50 else 1):
         return "exact"
     return "approx"
 
@@ -106,7 +110,8 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
     method : {"auto", "exact", "approx"}
         ``"exact"``: blocked brute force (C++, SIMD, OpenMP). ``"approx"``:
         NN-descent started from a random-projection forest. ``"auto"`` picks
-        exact when N·D <= 2e7, or N <= 200k and k >= 50; NN-descent otherwise
+        exact when N²·D <= 4e11 (8e11 for k >= 50: PCA-50 up to ~126k
+        points, 784-d up to ~23k); NN-descent otherwise
         (CUDA tensors: always exact, on the GPU).
     metric : str or callable
         ``"euclidean"`` (not squared) or ``"cosine"`` (``1 - cos``) run the

@@ -84,7 +84,7 @@ def _exact_distances(X, Q, idx, metric, scipy_cosine=True):
 
 class KNNIndex:
     """Base class of the kNN indexes (openTSNE's ``KNNIndex``); used as it is,
-    it runs fastrl's automatic choice (exact search when N·D <= 2e7, NN-descent above).
+    it runs fastrl's automatic choice (exact search when N²·D <= 4e11, 8e11 for k >= 50; NN-descent above).
 
     Parameters
     ----------
