@@ -10,7 +10,15 @@ fastrl's exact graph (approximate methods are compared at the recall each
 reaches), ratios of minima to faiss (exact) or pynndescent (approx).
 Writes benchmarks/results/knn.json after every case.
 
+``--large 200000,1000000``: NN-descent at scale instead, fastrl approx against
+pynndescent on bench_tsne's 50-d Gaussian mixture (100 clusters, the t-SNE
+scaling set) at k = 90, interleaved, with the peak extra RSS of each call;
+recall@k on 1000 random points against their exact neighbours (knn_query).
+Rounds: --repeat up to 200k points, one above (pynndescent takes minutes).
+Writes benchmarks/results/knn_large.json.
+
     python benchmarks/bench_knn.py [--repeat 3] [--quick] [--sklearn]
+    python benchmarks/bench_knn.py --large 200000,1000000
 """
 from __future__ import annotations
 
@@ -52,8 +60,11 @@ def main():
     ap.add_argument("--settle", type=float, default=0.25,
                     help="seconds of sleep before each timed call (thread pools stop spinning)")
     ap.add_argument("--sklearn", action="store_true", help="also scikit-learn brute force (slowest peer)")
+    ap.add_argument("--large", default="", help="comma-separated N: NN-descent vs pynndescent on the mixture")
     args = ap.parse_args()
     nj = args.n_jobs
+    if args.large:
+        return large(args)
     os.environ.setdefault("OMP_NUM_THREADS", str(nj))
     import torch
     torch.set_num_threads(nj)
@@ -115,6 +126,44 @@ def main():
 
     print_table(rows, ["case", "library", "min_s", "median_s", "recall", "ratio_min", "ratio_median", "vs"],
                 title=f"kNN graphs, MNIST, n_jobs={nj} (min / median of {args.repeat} interleaved rounds)")
+
+
+def large(args, k: int = 90):
+    """--large: fastrl approx vs pynndescent on the t-SNE scaling mixture."""
+    nj = args.n_jobs
+    os.environ.setdefault("OMP_NUM_THREADS", str(nj))
+    from bench_tsne import mixture
+    from pynndescent import NNDescent
+
+    from fastrl.neighbors import knn_graph, knn_query
+    NNDescent(np.random.default_rng(0).standard_normal((3000, 10)).astype(np.float32),
+              n_neighbors=10, n_jobs=nj, random_state=0)  # JIT warm-up, not timed
+    rows = []
+    for n in [int(x) for x in args.large.split(",")]:
+        X, _ = mixture(n)
+        q = np.random.default_rng(1).choice(n, 1000, replace=False)
+        ref = knn_query(X, X[q], k + 1, n_jobs=nj)[0][:, 1:]  # the query points are in X: drop themselves
+        case = f"mixture50 n={n} k={k}"
+        fns = {"fastrl approx": lambda X=X: knn_graph(X, k, method="approx", n_jobs=nj, random_state=0)[0],
+               # as pynndescent's authors run it: default parameters, n_jobs threads, no seed (a seed
+               # serialises parts of the build)
+               "pynndescent": lambda X=X: NNDescent(X, n_neighbors=k + 1, n_jobs=nj).neighbor_graph[0][:, 1:]}
+        rounds = args.repeat if n <= 200_000 else 1
+        res = interleaved(fns, repeat=rounds, on_result=lambda name, idx: recall(idx[q], ref, k),
+                          settle_s=args.settle, peak_memory=True)
+        for lib, r in res.items():
+            base = res["pynndescent"]
+            rows.append({"case": case, "library": lib, "n": n, "k": k, "min_s": r["min_s"],
+                         "median_s": r["median_s"], "times_s": r["times_s"], "load": r["load"],
+                         "peak_extra_mib": max(r["peak_mib"]), "recall": float(np.mean(r["checks"])),
+                         "ratio_min": r["min_s"] / base["min_s"], "ratio_median": r["median_s"] / base["median_s"],
+                         "vs": "pynndescent"})
+            print(f"  {case} {lib:14s} min {r['min_s']:8.2f} s  median {r['median_s']:8.2f} s  "
+                  f"peak +{rows[-1]['peak_extra_mib']:.0f} MiB  recall@{k} {rows[-1]['recall']:.5f}  "
+                  f"x{rows[-1]['ratio_min']:.2f}", flush=True)
+        write_results("knn_large", {"n_jobs": nj, "repeat": args.repeat, "settle_s": args.settle,
+                                    "recall_points": 1000, "data": "50-d Gaussian mixture, 100 clusters (seed 0)",
+                                    "rows": rows})
 
 
 if __name__ == "__main__":

@@ -117,6 +117,18 @@ def render_knn(results: Path = RESULTS) -> str:
     return table(["case", "library", "min time", "median time", "ratio (min / median)", "recall@k"], rows)
 
 
+def render_knn_large(results: Path = RESULTS) -> str:
+    """``knn_large.json`` (bench_knn.py --large): NN-descent at scale, with peak memory."""
+    rows = []
+    for r in _load(results, "knn_large.json")["rows"]:
+        base = r["library"] == r["vs"]
+        ratio = "1" if base else f"{times(r['ratio_min'])} / {times(r['ratio_median'])}"
+        rows.append([f"{r['n']:,}", r["library"], str(len(r["times_s"])), f"{fixed(r['min_s'], 1)} s",
+                     f"{fixed(r['median_s'], 1)} s", ratio, f"{mib(r['peak_extra_mib'])} MiB", fixed(r["recall"], 5)])
+    return table(["N", "library", "rounds", "min time", "median time", "ratio to pynndescent (min / median)",
+                  "peak extra RSS", "recall@90"], rows)
+
+
 # ---------------------------------------------------------------- t-SNE
 
 _TSNE_LABELS = {"fastrl": "**fastrl** (FFT)", "openTSNE-fft": "openTSNE FFT", "openTSNE-bh": "openTSNE Barnes-Hut",
@@ -385,6 +397,7 @@ def render_tsne_scaling(results: Path = RESULTS) -> str:
 
 TABLES = {  # marker name -> (results files it reads, renderer)
     "knn": (("knn.json",), render_knn),
+    "knn-large": (("knn_large.json",), render_knn_large),
     "tsne-mnist": (("tsne.json",), render_tsne_mnist),
     "classical": (("classical.json",), render_classical),
     "contrastive": (("losses_contrastive.json",), render_contrastive),
