@@ -225,7 +225,7 @@ PYBIND11_MODULE(_C, m) {
         [](CArray<float> X, int k, const std::string& metric, int n_trees, int leaf_size,
            int max_candidates, int n_iters, float delta, uint64_t seed,
            CArray<int64_t> out_idx, CArray<float> out_dist, int n_jobs, const std::string& cpu_kernel,
-           bool verbose) {
+           bool verbose, bool scratch) {
           const CpuKernel kern = parse_cpu_kernel(cpu_kernel);
           check_matrix(X, "X");
           const int64_t n = X.shape(0), d = X.shape(1);
@@ -236,15 +236,17 @@ PYBIND11_MODULE(_C, m) {
           int64_t* oi = mutable_ptr(out_idx, "out_idx", n, k);
           float* od = mutable_ptr(out_dist, "out_dist", n, k);
           const Metric mt = to_metric(metric);
+          // scratch: X's rows may be permuted in place (the caller's own temporary copy)
+          float* xs = scratch ? X.mutable_data() : nullptr;
           const float* xp = X.data();
           py::gil_scoped_release release;
           knn_nndescent(xp, n, d, k, mt, n_trees, leaf_size, max_candidates, n_iters, delta, seed, oi, od, n_jobs,
-                        kern, verbose);
+                        kern, verbose, xs);
         },
         py::arg("X"), py::arg("k"), py::arg("metric"), py::arg("n_trees"), py::arg("leaf_size"),
         py::arg("max_candidates"), py::arg("n_iters"), py::arg("delta"), py::arg("seed"),
         py::arg("out_idx"), py::arg("out_dist"), py::arg("n_jobs") = 0, py::kw_only(), py::arg("cpu_kernel"),
-        py::arg("verbose") = false);
+        py::arg("verbose") = false, py::arg("scratch") = false);
 
   // ---- t-SNE (csrc/tsne.h) -------------------------------------------------
   m.def("tsne_perplexity",

@@ -27,11 +27,14 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
 
 // Approximate kNN graph of X (self excluded) by NN-descent started from a
 // random-projection forest. Same output layout as knn_exact. verbose: phase
-// timings on stderr.
+// timings on stderr. X_scratch: null, or X itself when the caller lets the
+// search permute X's rows in place (its rows are then left in an unspecified
+// order) instead of working on a renumbered copy (n d floats less).
 void knn_nndescent(const float* X, int64_t n, int64_t d, int k, Metric metric,
                    int n_trees, int leaf_size, int max_candidates, int n_iters,
                    float delta, uint64_t seed, int64_t* out_idx,
-                   float* out_dist, int n_jobs, CpuKernel kernel, bool verbose = false);
+                   float* out_dist, int n_jobs, CpuKernel kernel, bool verbose = false,
+                   float* X_scratch = nullptr);
 
 // Name of the distance kernel `kernel` runs ("avx512", "avx2", "base").
 const char* knn_kernel_name(CpuKernel kernel);

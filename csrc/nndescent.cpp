@@ -296,7 +296,7 @@ struct CandLists {
 void knn_nndescent(const float* X_in, int64_t n, int64_t d, int k, Metric metric,
                    int n_trees, int leaf_size, int max_candidates, int n_iters,
                    float delta, uint64_t seed, int64_t* out_idx, float* out_dist,
-                   int n_jobs, CpuKernel kernel, bool verbose) {
+                   int n_jobs, CpuKernel kernel, bool verbose, float* X_scratch) {
   const int nt = resolve_threads(n_jobs);
   const GramFn gram_sqdist = select_gram(kernel);
   const ContainsFn contains_snapshot = select_contains(kernel);
@@ -316,19 +316,37 @@ void knn_nndescent(const float* X_in, int64_t n, int64_t d, int k, Metric metric
   // rows, heaps and candidate lists a join or a sampling step touches lie
   // close together in memory instead of anywhere in arrays of N rows (a
   // cluster's working set stays in cache), and consecutive joins share their
-  // candidates. Costs a copy of the rows (n d floats) and two id maps.
+  // candidates. Costs a copy of the rows (n d floats; none when the caller
+  // hands X over as scratch) and two id maps.
   const std::vector<node_t> perm = mems[0];
   std::vector<node_t> inv(n);
   for (int64_t v = 0; v < n; ++v) inv[perm[v]] = node_t(v);
-  std::vector<float> Xr(size_t(n) * d);
+  std::vector<float> Xr;
+  if (X_scratch == X_in) {  // in place, cycle by cycle: new row v = old row perm[v]
+    std::vector<uint8_t> done(n, 0);
+    std::vector<float> tmp(d);
+    for (int64_t s0 = 0; s0 < n; ++s0) {
+      if (done[s0]) continue;
+      std::memcpy(tmp.data(), X_scratch + s0 * d, sizeof(float) * d);
+      int64_t v = s0;
+      for (int64_t src = perm[v]; src != s0; v = src, src = perm[v]) {
+        std::memcpy(X_scratch + v * d, X_scratch + src * d, sizeof(float) * d);
+        done[v] = 1;
+      }
+      std::memcpy(X_scratch + v * d, tmp.data(), sizeof(float) * d);
+      done[v] = 1;
+    }
+  } else {
+    Xr.resize(size_t(n) * d);
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t v = 0; v < n; ++v) std::memcpy(Xr.data() + v * d, X_in + int64_t(perm[v]) * d, sizeof(float) * d);
+    for (int64_t v = 0; v < n; ++v) std::memcpy(Xr.data() + v * d, X_in + int64_t(perm[v]) * d, sizeof(float) * d);
+  }
   for (auto& mt : mems) {
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t j = 0; j < int64_t(mt.size()); ++j) mt[j] = inv[mt[j]];
   }
   std::vector<node_t>().swap(inv);
-  const float* X = Xr.data();
+  const float* X = X_scratch == X_in ? X_in : Xr.data();
   std::vector<float> gnorm(n);
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t v = 0; v < n; ++v) gnorm[v] = df.dot(X + v * d, X + v * d, d);

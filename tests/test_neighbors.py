@@ -150,6 +150,26 @@ def test_approx_packed_gram_tile_odd_dims(rng, d, cpu_kernel):
     np.testing.assert_allclose(dist, d_true, rtol=1e-4, atol=1e-5)
 
 
+def test_nndescent_in_place_renumbering_matches_copy(rng):
+    """NN-descent renumbers the points in tree-leaf order; on a scratch input (knn_graph's own
+    prepared copy) it permutes the rows in place instead of copying them: the same graph, bit
+    for bit (n_jobs=1), the input left a row permutation of itself, a non-scratch input untouched."""
+    from fastrl.neighbors.nndescent import nndescent
+    X = rng.standard_normal((700, 11)).astype(np.float32)
+    out = []
+    for scratch in (False, True):
+        A = X.copy()
+        idx = np.empty((700, 9), dtype=np.int64)
+        dist = np.empty((700, 9), dtype=np.float32)
+        nndescent(A, 9, "euclidean", idx, dist, 1, 5, scratch=scratch)
+        out.append((idx, dist, A))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_array_equal(out[0][2], X)
+    assert not np.array_equal(out[1][2], X)
+    np.testing.assert_array_equal(np.sort(out[1][2], axis=0), np.sort(X, axis=0))
+
+
 def test_approx_is_deterministic_with_seed(rng):
     """README: NN-descent is reproducible for a fixed random_state with n_jobs=1 (indices and
     distances, bit for bit); with more threads only exact distance ties may be broken

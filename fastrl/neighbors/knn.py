@@ -188,7 +188,8 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
         _core().knn_exact(A, A, k, metric, True, idx, dist, jobs, ref, ref, cpu_kernel=cpu_kernel())
     else:
         from fastrl.neighbors.nndescent import nndescent
-        nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters)
+        # A is this call's own prepared copy: NN-descent may reorder its rows in place
+        nndescent(A, k, metric, idx, dist, jobs, random_state, n_trees=n_trees, n_iters=n_iters, scratch=True)
     return idx, dist
 
 

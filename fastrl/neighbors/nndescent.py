@@ -34,9 +34,12 @@ def nndescent_params(n: int, k: int, n_trees=None, n_iters=None) -> dict:
 
 
 def nndescent(A: np.ndarray, k: int, metric: str, out_idx: np.ndarray, out_dist: np.ndarray,
-              n_jobs: int, random_state=None, *, n_trees=None, n_iters=None) -> None:
+              n_jobs: int, random_state=None, *, n_trees=None, n_iters=None, scratch: bool = False) -> None:
     """Fill ``out_idx``/``out_dist`` with the approximate kNN graph of ``A``
-    (float32 C-contiguous, already centred or unit-normalised)."""
+    (float32 C-contiguous, already centred or unit-normalised). ``scratch``:
+    ``A`` is the caller's temporary copy, whose rows the search may permute in
+    place (it works on the points renumbered in tree-leaf order: no second
+    copy of the rows)."""
     from fastrl.neighbors.knn import _core
     if random_state is None:
         seed = int(np.random.default_rng().integers(0, 2**63 - 1))
@@ -47,4 +50,4 @@ def nndescent(A: np.ndarray, k: int, metric: str, out_idx: np.ndarray, out_dist:
     p = nndescent_params(A.shape[0], k, n_trees, n_iters)
     _core().knn_nndescent(A, k, metric, p["n_trees"], p["leaf_size"], p["max_candidates"],
                           p["n_iters"], p["delta"], seed, out_idx, out_dist, n_jobs,
-                          cpu_kernel=cpu_kernel(), verbose=VERBOSE)
+                          cpu_kernel=cpu_kernel(), verbose=VERBOSE, scratch=scratch)
