@@ -266,7 +266,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("beta"), py::arg("n_jobs") = 0);
 
   m.def("tsne_symmetrize",
-        [](CArray<int64_t> nbr, CArray<double> Pc, int n_jobs) {
+        [](CArray<int64_t> nbr, CArray<double> Pc, int n_jobs, bool compact) {
           if (nbr.ndim() != 2 || Pc.ndim() != 2 || nbr.shape(0) != Pc.shape(0) ||
               nbr.shape(1) != Pc.shape(1))
             throw std::invalid_argument("nbr and Pc must be 2-D of the same shape");
@@ -277,23 +277,27 @@ PYBIND11_MODULE(_C, m) {
             if (np_[e] < 0 || np_[e] >= n) throw std::invalid_argument("nbr holds an index out of range");
           py::array_t<int64_t> indptr(n + 1);
           int64_t* ip = indptr.mutable_data();
-          {
-            py::gil_scoped_release release;
-            tsne_symmetrize_count(np_, n, k, ip, n_jobs);
-          }
-          const int64_t nnz = ip[n];
-          py::array_t<int32_t> indices(nnz);
-          py::array_t<double> data(nnz);
-          int32_t* xp = indices.mutable_data();
-          double* vp = data.mutable_data();
           const double* pp = Pc.data();
-          {
+          py::array_t<int32_t> indices;
+          py::object data;
+          // the arrays are made once the count is known, under the GIL
+          auto run = [&](auto tag) {
+            using T = decltype(tag);
+            SymAlloc<T> alloc = [&](int64_t nnz) {
+              py::gil_scoped_acquire gil;
+              indices = py::array_t<int32_t>(nnz);
+              py::array_t<T> d(nnz);
+              T* dp = d.mutable_data();
+              data = std::move(d);
+              return std::make_pair(indices.mutable_data(), dp);
+            };
             py::gil_scoped_release release;
-            tsne_symmetrize_fill(np_, pp, n, k, ip, xp, vp, n_jobs);
-          }
+            tsne_symmetrize<T>(np_, pp, n, k, ip, alloc, n_jobs);
+          };
+          if (compact) run(float{}); else run(double{});
           return py::make_tuple(indptr, indices, data);
         },
-        py::arg("nbr"), py::arg("Pc"), py::arg("n_jobs") = 0);
+        py::arg("nbr"), py::arg("Pc"), py::arg("n_jobs") = 0, py::arg("compact") = false);
 
   def_tsne_attractive<double>(m);  // first: other dtypes convert to float64
   def_tsne_attractive<float>(m);

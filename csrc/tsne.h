@@ -13,6 +13,8 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 #include "common.h"
 #include "cpu_features.h"
@@ -35,11 +37,15 @@ int64_t tsne_perplexity(const float* D, int64_t n, int k, double perplexity,
                         double tol, int max_iter, double* P, double* beta, int n_jobs);
 
 // Symmetrisation (P + P^T) / (2 n) of the conditional kNN affinities
-// (nbr [n, k], Pc [n, k]) as CSR with sorted columns. Two passes: count fills
-// indptr [n + 1]; fill writes indices [nnz] and data [nnz].
-void tsne_symmetrize_count(const int64_t* nbr, int64_t n, int k, int64_t* indptr, int n_jobs);
-void tsne_symmetrize_fill(const int64_t* nbr, const double* Pc, int64_t n, int k,
-                          const int64_t* indptr, int32_t* indices, double* data, int n_jobs);
+// (nbr [n, k], Pc [n, k]) as CSR with sorted columns, values computed in
+// float64 and stored as T. One transpose of the graph serves two passes:
+// the first fills indptr [n + 1], then alloc(nnz) returns the indices [nnz]
+// and data [nnz] the second writes (called once, from the calling thread).
+template <typename T>
+using SymAlloc = std::function<std::pair<int32_t*, T*>(int64_t)>;
+template <typename T>
+void tsne_symmetrize(const int64_t* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+                     const SymAlloc<T>& alloc, int n_jobs);
 
 // Attractive forces out[i] = exaggeration * A_i, rows of P against the points
 // Yref (Yref == Y for a plain fit). Returns sum_ij p_ij log(p_ij / w_ij) if

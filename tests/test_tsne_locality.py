@@ -106,7 +106,7 @@ def test_permuted_parts_and_reordering_round_trip():
         pass
 
     obj, opt = Obj(), Obj()
-    obj.P = parts
+    obj.P = CSRParts(P)  # a copy of its own: the re-ordering consumes the P it replaces
     Yw = Y.copy()
     opt.update, opt.gains = rng.normal(size=(n, 2)), rng.uniform(0.5, 2, size=(n, 2))
     update0, gains0 = opt.update.copy(), opt.gains.copy()
@@ -123,6 +123,10 @@ def test_permuted_parts_and_reordering_round_trip():
     # the objective's P follows the points: forces in the caller's order are unchanged
     A_moved = attractive_forces(parts, moved)
     assert np.array_equal(R.to_caller(attractive_forces(obj.P, Yw)), A_moved)
+    # the P it replaced was released (the permutation holds one of P's arrays more, not a second P)
+    old = obj.P
+    R.apply(Yw, obj, opt)
+    assert old.indices is None and old.data is None and obj.P is not old
 
 
 def test_reorder_wanted_threshold():

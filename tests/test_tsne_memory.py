@@ -53,9 +53,13 @@ def test_estimate_parts_and_scaling():
     big = estimate_fit_memory(10**6, 50, n_neighbors=90, method="barnes_hut", itemsize=4)
     assert small["peak"] == small["data"] + max(small[k] for k in ("init", "knn", "affinities", "optimizer"))
     assert big["peak"] == pytest.approx(10 * small["peak"], rel=1e-4)  # sparse methods: linear in N
-    # P of 2 N k entries (12 bytes) in the optimiser; a second copy while re-ordering
+    # P of 2 N k entries (8 bytes: int32 id, float32 value from COMPACT_P_MIN_N points on) in the
+    # optimiser; its largest array again while re-ordering permutes it array by array
     re = estimate_fit_memory(10**6, 50, n_neighbors=90, method="barnes_hut", itemsize=4, reorder=True)
-    assert re["optimizer"] - big["optimizer"] == 2 * 10**6 * 90 * 12 + (10**6 + 1) * 8
+    assert re["optimizer"] - big["optimizer"] == 2 * 10**6 * 90 * 4
+    re64 = estimate_fit_memory(10**6, 50, n_neighbors=90, method="barnes_hut", itemsize=4, reorder=True,
+                               compact=False)
+    assert re64["optimizer"] - re["optimizer"] == 2 * 10**6 * 90 * (4 + 4)
     fft = estimate_fit_memory(10**6, 50, n_neighbors=90, method="fft", itemsize=4)
     assert fft["optimizer"] > big["optimizer"]  # the FFT grids
     exact = [estimate_fit_memory(n, 50, method="exact")["peak"] for n in (1000, 2000)]

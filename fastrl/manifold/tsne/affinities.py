@@ -9,6 +9,10 @@ from fastrl._validation import as_float_array, check_int32_points, check_positiv
 from fastrl.neighbors import knn_graph, knn_query
 from fastrl.neighbors.knn import _core, _n_jobs
 
+# Sparse CPU fits (TSNE) store P's values in float32 from this many points on: 8 bytes an edge
+# with the int32 column id instead of 12, the sums still in float64 (KL and 10-NN accuracy against
+# float64 P: README, t-SNE section). Smaller fits keep float64 P, bit for bit as before.
+COMPACT_P_MIN_N = 100_000
 PERPLEXITY_TOL = 1e-6  # on the entropy (nats): perplexity within ~perplexity * 1e-6
 INT32_IDS = "the sparse t-SNE affinities (int32 CSR column ids)"
 
@@ -108,7 +112,7 @@ def perplexity_affinities(distances, perplexity: float, *, n_jobs=None, return_b
     return (P, beta) if return_beta else P
 
 
-def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None) -> sp.csr_matrix:
+def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None, dtype=np.float64) -> sp.csr_matrix:
     """Joint affinities ``(P + P^T) / 2N`` from conditional kNN affinities.
 
     Parameters
@@ -117,17 +121,22 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None) -> sp.csr_
         kNN indices (self excluded).
     P_cond : ndarray, shape (N, k)
         Conditional affinities of those neighbours (rows sum to 1).
+    dtype : float64 or float32
+        Storage of the values, each computed in float64 (float32: 8 bytes an
+        edge with its int32 column id instead of 12).
 
     Returns
     -------
-    scipy.sparse.csr_matrix of float64, shape (N, N)
-        Symmetric, sums to 1, sorted column indices (int32).
+    scipy.sparse.csr_matrix of ``dtype``, shape (N, N)
+        Symmetric, sums to 1 (to ``dtype``'s rounding), sorted column indices (int32).
     """
     check_int32_points(indices if n is None else n, "indices" if n is None else "n", INT32_IDS)
+    if np.dtype(dtype) not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
     idx = np.ascontiguousarray(indices, dtype=np.int64)
     Pc = np.ascontiguousarray(P_cond, dtype=np.float64)
     n = idx.shape[0] if n is None else n
-    indptr, cols, data = _core().tsne_symmetrize(idx, Pc, _n_jobs(n_jobs))
+    indptr, cols, data = _core().tsne_symmetrize(idx, Pc, _n_jobs(n_jobs), np.dtype(dtype) == np.float32)
     return sp.csr_matrix((data, cols, indptr), shape=(n, n))
 
 
@@ -161,7 +170,8 @@ def joint_probabilities(X, perplexity: float = 30.0, *, neighbors: str = "auto",
     return sparse_from_knn(idx, dist, perplexity, n_jobs=n_jobs)
 
 
-def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: bool = False):
+def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: bool = False,
+                    dtype=np.float64):
     """Joint sparse affinities from a kNN graph (perplexity lowered to k if larger).
 
     Parameters
@@ -170,13 +180,16 @@ def sparse_from_knn(idx, dist, perplexity: float, *, n_jobs=None, return_beta: b
     dist : ndarray, shape (N, k)
         Distances (squared inside the Gaussian).
 
+    dtype : float64 or float32
+        Storage of P's values (see :func:`symmetrize`).
+
     Returns
     -------
     scipy.sparse.csr_matrix, shape (N, N); and the precisions (N,) with ``return_beta``
     """
     check_int32_points(idx, "idx", INT32_IDS)
     Pc, beta = multiscale_affinities(dist, perplexity, n_jobs=n_jobs, return_beta=True)
-    P = symmetrize(idx, Pc, idx.shape[0], n_jobs=n_jobs)
+    P = symmetrize(idx, Pc, idx.shape[0], n_jobs=n_jobs, dtype=dtype)
     return (P, beta) if return_beta else P
 
 

@@ -128,12 +128,16 @@ class CSRParts:
     indptr, int32 indices, float64 or float32 data) and checked once (the hot
     loop then skips the per-call index scan).
 
-    ``dtype=np.float32`` stores the affinities in half the bytes (12 instead
-    of 16 per edge streamed by the attractive pass); the forces and the KL are
-    still computed and summed in float64, from the float32 values.
+    ``dtype=np.float32`` stores the affinities in half the bytes (8 instead
+    of 12 per edge streamed by the attractive pass, with the int32 column id);
+    the forces and the KL are still computed and summed in float64, from the
+    float32 values. ``dtype=None`` (the default) keeps a float32 P float32
+    and stores any other as float64.
     """
 
-    def __init__(self, P, n_cols: int | None = None, *, dtype=np.float64):
+    def __init__(self, P, n_cols: int | None = None, *, dtype=None):
+        if dtype is None:  # float32 values stay float32 (compact P), anything else becomes float64
+            dtype = np.float32 if getattr(P, "dtype", None) == np.float32 else np.float64
         if np.dtype(dtype) not in (np.float64, np.float32):
             raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
         check_int32_points(np.shape(P)[-1], "P", "the t-SNE gradient (int32 CSR column ids)")

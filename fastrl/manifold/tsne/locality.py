@@ -117,14 +117,10 @@ def inverse_permutation(perm: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True)
-def _permute_rows(indptr, indices, data, perm, inv, new_indptr, out_indices, out_data, sort):
+def _permute_rows(indptr, indices, data, perm, inv, new_indptr, out_indices, out_data):
+    """Rows moved as ``perm`` says, columns relabelled by ``inv`` and sorted."""
     for i in numba.prange(perm.shape[0]):
         s, e, o = indptr[perm[i]], indptr[perm[i] + 1], new_indptr[i]
-        if not sort:
-            for t in range(e - s):
-                out_indices[o + t] = inv[indices[s + t]]
-                out_data[o + t] = data[s + t]
-            continue
         cols = np.empty(e - s, dtype=np.int32)
         for t in range(e - s):
             cols[t] = inv[indices[s + t]]
@@ -132,6 +128,32 @@ def _permute_rows(indptr, indices, data, perm, inv, new_indptr, out_indices, out
         for t in range(e - s):
             out_indices[o + t] = cols[order[t]]
             out_data[o + t] = data[s + order[t]]
+
+
+@numba.njit(parallel=True, cache=True)
+def _move_rows(indptr, src, perm, new_indptr, out):
+    """One CSR array's rows moved as ``perm`` says (entries keep their order within a row)."""
+    for i in numba.prange(perm.shape[0]):
+        s, e, o = indptr[perm[i]], indptr[perm[i] + 1], new_indptr[i]
+        for t in range(e - s):
+            out[o + t] = src[s + t]
+
+
+@numba.njit(parallel=True, cache=True)
+def _move_cols(indptr, src, perm, new_indptr, out, inv):
+    """As :func:`_move_rows` for the column ids, each mapped by ``inv``."""
+    for i in numba.prange(perm.shape[0]):
+        s, e, o = indptr[perm[i]], indptr[perm[i] + 1], new_indptr[i]
+        for t in range(e - s):
+            out[o + t] = inv[src[s + t]]
+
+
+def _permuted_indptr(indptr, perm):
+    if indptr.shape[0] != perm.shape[0] + 1:
+        raise ValueError(f"perm has {perm.shape[0]} entries; P has {indptr.shape[0] - 1} rows")
+    new_indptr = np.zeros_like(indptr)
+    np.cumsum(np.diff(indptr)[perm], out=new_indptr[1:])
+    return new_indptr
 
 
 def permute_csr_arrays(indptr, indices, data, perm, inv=None, *, sort: bool = True):
@@ -157,13 +179,14 @@ def permute_csr_arrays(indptr, indices, data, perm, inv=None, *, sort: bool = Tr
     perm = np.ascontiguousarray(perm, dtype=np.int64)
     # int32 (P's column ids are int32): half the cache footprint of the random gathers inv[indices]
     inv = (inverse_permutation(perm) if inv is None else np.asarray(inv)).astype(np.int32)
-    if indptr.shape[0] != perm.shape[0] + 1:
-        raise ValueError(f"perm has {perm.shape[0]} entries; P has {indptr.shape[0] - 1} rows")
-    new_indptr = np.zeros_like(indptr)
-    np.cumsum(np.diff(indptr)[perm], out=new_indptr[1:])
+    new_indptr = _permuted_indptr(indptr, perm)
     out_indices = np.empty_like(indices)
     out_data = np.empty_like(data)
-    _permute_rows(indptr, indices, data, perm, inv, new_indptr, out_indices, out_data, bool(sort))
+    if sort:
+        _permute_rows(indptr, indices, data, perm, inv, new_indptr, out_indices, out_data)
+    else:
+        _move_cols(indptr, indices, perm, new_indptr, out_indices, inv)
+        _move_rows(indptr, data, perm, new_indptr, out_data)
     return new_indptr, out_indices, out_data
 
 
@@ -197,18 +220,33 @@ class PermutedCSRParts(CSRParts):
     keep their entries' order, so the column indices are unsorted): no
     conversion and no re-check of the values.
 
+    With ``consume=True`` the arrays of ``parts`` are released one at a time
+    as their permuted copies are made (``parts`` is unusable after): the
+    permutation then costs one array of P more (the largest, nnz values),
+    instead of a second copy of P.
+
     Parameters
     ----------
     parts : CSRParts, shape (N, N)
     perm : ndarray of int64, shape (N,)
+    consume : bool
     """
 
-    def __init__(self, parts: CSRParts, perm: np.ndarray):  # noqa: super().__init__ would convert and re-check
+    def __init__(self, parts: CSRParts, perm: np.ndarray, *, consume: bool = False):  # noqa: no re-check
         if parts.shape[0] != parts.shape[1]:
             raise ValueError(f"P must be square, got shape {parts.shape}")
         self.shape = parts.shape
-        self.indptr, self.indices, self.data = permute_csr_arrays(parts.indptr, parts.indices, parts.data, perm,
-                                                                  sort=False)
+        perm = np.ascontiguousarray(perm, dtype=np.int64)
+        inv = inverse_permutation(perm).astype(np.int32)
+        self.indptr = _permuted_indptr(parts.indptr, perm)
+        self.indices = np.empty_like(parts.indices)
+        _move_cols(parts.indptr, parts.indices, perm, self.indptr, self.indices, inv)
+        if consume:
+            parts.indices = None
+        self.data = np.empty_like(parts.data)
+        _move_rows(parts.indptr, parts.data, perm, self.indptr, self.data)
+        if consume:
+            parts.data = parts.indptr = None
 
 
 def reorder_wanted(reorder, n: int, method: str) -> bool:
@@ -250,7 +288,8 @@ class Reordering:
         for arr in (Y, optimizer.update, optimizer.gains):
             arr[:] = arr[perm]
         parts = objective.P
-        objective.P = PermutedCSRParts(parts, perm)
+        objective.P = None  # the old P goes array by array while the new one is made
+        objective.P = PermutedCSRParts(parts, perm, consume=True)
         self.order = perm if self.order is None else self.order[perm]
         self.count += 1
         self.seconds += time.perf_counter() - tic

@@ -2,8 +2,9 @@
 
 :func:`estimate_fit_memory` adds up, in bytes, with N points of D features
 (itemsize ``s``: 4 for float32 input, else 8), ``k`` neighbours, P stored with
-at most ``2 N k`` entries (``(P + P^T) / 2N`` of a kNN graph, 12 bytes each:
-int32 column + float64 value), ``d`` output dimensions:
+at most ``2 N k`` entries (``(P + P^T) / 2N`` of a kNN graph, ``4 + v`` bytes each:
+int32 column + a value of ``v`` = 8 bytes, or 4 where P is compact: from
+``COMPACT_P_MIN_N`` points on, off the device), ``d`` output dimensions:
 
 * ``data``: the validated input, ``N D s`` (held through the whole fit); a
   sparse X counts the bytes it stores, plus its dense copy ``N D s`` for
@@ -12,10 +13,11 @@ int32 column + float64 value), ``d`` output dimensions:
 * ``init``: PCA initialisation, a float64 copy of X and its centred copy, ``2 N D 8``;
 * ``knn``: the kNN graph (int64 ids + float64 distances) and the work arrays of
   its construction (as much again), ``2 N k 16``;
-* ``affinities``: the conditional P (``N k 8``), the joint P and the symmetrisation's
-  transposed copy (``2 x 2 N k 12``);
-* ``optimizer``: P (``2 N k 12``), its re-ordered copy while it is built
-  (same again, only when re-ordering), the embedding, momentum, gains,
+* ``affinities``: the kNN ids and the conditional P (``N k 16``), the
+  symmetrisation's transposed graph (``N k 4``, ``N k 8`` from 2^31 edges on)
+  and the joint P;
+* ``optimizer``: P, the largest of its arrays again while the re-ordering
+  permutes it array by array (``2 N k max(4, v)``, only when re-ordering), the embedding, momentum, gains,
   gradients, FFT charges and potentials (``32 N d 8``) and, with FFT
   repulsion, the interpolation grids at the largest grid the N points may
   use (``g = 3 max_boxes_for(N)``, ``m = next_fast_len(2g - 1)``: the charge grid
@@ -94,7 +96,7 @@ def _fft_bytes(n: int) -> int:
 
 def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_neighbors: int = 90,
                         method: str = "fft", itemsize: int = 8, reorder: bool = False,
-                        pca: bool = True, data_bytes: int | None = None) -> dict:
+                        pca: bool = True, data_bytes: int | None = None, compact: bool | None = None) -> dict:
     """Estimated peak memory of a t-SNE fit, in bytes, and its parts (formula in the module docstring).
 
     Parameters
@@ -117,6 +119,9 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
         Whether the PCA initialisation runs.
     data_bytes : int, optional
         Bytes the input holds, when not ``N * D * itemsize`` (a sparse matrix).
+    compact : bool, optional
+        P's values in float32; default: from ``COMPACT_P_MIN_N`` points on,
+        except for ``"device"`` (the fit's rule).
 
     Returns
     -------
@@ -132,11 +137,17 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
         parts["affinities"] = n * n * 24
         parts["optimizer"] = 8 * n * n * 8 + per_point
     else:
+        from fastrl.manifold.tsne.affinities import COMPACT_P_MIN_N
         k = int(min(max(n_neighbors, 1), n - 1))
-        p_bytes = 2 * n * k * 12 + (n + 1) * 8
+        if compact is None:
+            compact = method != "device" and n >= COMPACT_P_MIN_N
+        v = 4 if compact else 8
+        p_bytes = 2 * n * k * (4 + v) + (n + 1) * 8
+        pos = 4 if n * k < 2**31 else 8
         parts["knn"] = 2 * n * k * 16
-        parts["affinities"] = n * k * 8 + 2 * p_bytes
-        parts["optimizer"] = p_bytes * (2 if reorder else 1) + per_point + (_fft_bytes(n) if method == "fft" else 0)
+        parts["affinities"] = n * k * (16 + pos) + p_bytes
+        parts["optimizer"] = (p_bytes + (2 * n * k * max(4, v) if reorder else 0) + per_point
+                              + (_fft_bytes(n) if method == "fft" else 0))
     parts["peak"] = parts["data"] + max(parts["init"], parts["knn"], parts["affinities"], parts["optimizer"])
     return parts
 

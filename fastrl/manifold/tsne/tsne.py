@@ -10,8 +10,9 @@ import scipy.sparse as sp
 from fastrl._validation import (as_float_array, check_choice, check_device, check_int, check_int32_points,
                                 check_positive)
 from fastrl.manifold.classical._utils import TransformerBase, check_input_matrix, not_fitted_error
-from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, n_neighbors_for,
-                                             sparse_from_knn, transform_affinities)
+from fastrl.manifold.tsne import affinities as _aff
+from fastrl.manifold.tsne.affinities import (check_perplexity, dense_from_knn, multiscale_affinities,
+                                             n_neighbors_for, symmetrize, transform_affinities)
 from fastrl.manifold.tsne.locality import Reordering, reorder_wanted
 from fastrl.manifold.tsne.memory import check_input_memory
 from fastrl.manifold.tsne.optimizer import (ExactObjective, GradientDescent, SparseObjective, TransformObjective,
@@ -330,9 +331,10 @@ class TSNE(TransformerBase):
         return 4.0 * float(self.learning_rate)
 
     # -------------------------------------------------------------- affinities
-    def _affinities(self, X, method: str, knn_seed: int, log, timer=NULL_TIMER, phase=None):
+    def _affinities(self, X, method: str, knn_seed: int, log, timer=NULL_TIMER, phase=None, p_dtype=np.float64):
         """P for ``method`` (dense for "exact") from X under ``self.metric``
-        (phases "knn" and "affinities" timed on ``timer`` and announced to ``phase(name)``)."""
+        (phases "knn" and "affinities" timed on ``timer`` and announced to ``phase(name)``;
+        sparse values stored as ``p_dtype``)."""
         phase = phase or (lambda name: None)
         import time
 
@@ -369,7 +371,12 @@ class TSNE(TransformerBase):
             P = dense_from_knn(idx, dist, self.perplexity, symmetric=self.symmetric, n_jobs=self.n_jobs)
             beta = None
         else:
-            P, beta = sparse_from_knn(idx, dist, self.perplexity, n_jobs=self.n_jobs, return_beta=True)
+            # sparse_from_knn's steps, each input released once used (at 1M points and k = 90 the
+            # distances, conditional P and ids are 0.36, 0.72 and 0.72 GB)
+            Pc, beta = multiscale_affinities(dist, self.perplexity, n_jobs=self.n_jobs, return_beta=True)
+            del dist
+            P = symmetrize(idx, Pc, n, n_jobs=self.n_jobs, dtype=p_dtype)
+            del idx, Pc
         timer.lap("affinities", lap)
         if log:
             log(f"[t-SNE] Computed conditional probabilities for sample {n} / {n}")
@@ -440,7 +447,8 @@ class TSNE(TransformerBase):
         timer.lap("init", lap)
         knn_seed = int(rng.integers(2**31 - 1))
         angle = self._angle()
-        P = self._affinities(X, "exact" if method == "exact" else "sparse", knn_seed, log, timer, phase)
+        p_dtype = np.float32 if device is None and n >= _aff.COMPACT_P_MIN_N else np.float64
+        P = self._affinities(X, "exact" if method == "exact" else "sparse", knn_seed, log, timer, phase, p_dtype)
         lap = timer.clock()
         if device is not None:
             import torch
@@ -455,6 +463,7 @@ class TSNE(TransformerBase):
             else:
                 objective = SparseObjective(P, method, dof=self.dof, theta=angle, n_jobs=self.n_jobs, timer=timer)
             opt = GradientDescent(Y, n_jobs=self.n_jobs)
+        del P  # the objective holds it: the re-ordering's permuted copies replace it there (no stale copy here)
         timer.lap("init", lap)
         reorder = Reordering() if device is None and reorder_wanted(self.reorder, n, method) else None
         callbacks = [] if self.callbacks is None else (
