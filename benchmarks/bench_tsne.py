@@ -277,11 +277,22 @@ def run_scaling(args) -> None:
         old = json.loads(out.read_text())
         kept = {r["n"]: dict(r, reused_from=old.get("machine", {}).get("date")) for r in old["runs"]
                 if r["library"] == "openTSNE"}
+    earlier = []
+    if args.add and out.exists():  # --add: the rows of the other sizes stay (they say when: "reused_from")
+        old = json.loads(out.read_text())
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+        earlier = [dict(r, reused_from=r.get("reused_from", old.get("machine", {}).get("date")))
+                   for r in old["runs"] if r["n"] not in sizes]
+        payload["sizes"] = sorted(set(old.get("sizes", [])) | set(sizes))
     for n in sizes:
         payload["runs"].append(_run_worker("fastrl", n, args))
         if n == args.scaling_peer_n:
             payload["runs"].append(kept[n] if n in kept else _run_worker("openTSNE", n, args))
+        runs = payload["runs"]
+        payload["runs"] = sorted(earlier + runs, key=lambda r: r["n"])
         write_results("tsne_scaling", payload, path=out)  # after every run: what has run is kept
+        payload["runs"] = runs
+    payload["runs"] = sorted(earlier + payload["runs"], key=lambda r: r["n"])
     cols = ["library", "n", "total_s", "per_iter_s", "peak_rss_gib", "kl", "error"]
     print_table(payload["runs"], cols, "t-SNE scaling")
     scaling_plot(payload["runs"], out.with_suffix(".png"))
@@ -299,6 +310,9 @@ def main():
     ap.add_argument("--sizes", default=SCALING_SIZES, help="--scaling: comma-separated N")
     ap.add_argument("--iter", type=int, default=750, help="--scaling: iterations (a third early exaggeration)")
     ap.add_argument("--scaling-peer-n", type=int, default=200000, help="--scaling: openTSNE at this N (0: none)")
+    ap.add_argument("--add", action="store_true",
+                    help="--scaling: run only --sizes (no peer unless listed) and keep the existing file's rows of "
+                         "the other sizes (marked reused_from)")
     ap.add_argument("--reuse-peer", action="store_true",
                     help="--scaling: keep the openTSNE row of the existing results file instead of rerunning it "
                          "(7 min at 200k on 2 cores); the row records reused_from")

@@ -208,6 +208,17 @@ class StripedLocks {
   int64_t mask_ = 0;
 };
 
+// Max-heap sift-down step: the child of node pos (of n) holding the largest
+// key above `key`, or pos itself when neither child's key is larger.
+template <typename K>
+inline int sift_child(const K* keys, int n, int pos, K key) {
+  const int l = 2 * pos + 1, r = l + 1;
+  int big = pos;
+  if (l < n && keys[l] > key) { big = l; key = keys[l]; }
+  if (r < n && keys[r] > key) big = r;
+  return big;
+}
+
 // Heap storage for all points: distance, index and "new" flag per slot.
 struct Graph {
   int64_t n;
@@ -230,13 +241,9 @@ struct Graph {
     if (contains(hi, k, idx)) return false;
     int pos = 0;
     for (;;) {  // heap_replace_top (csrc/common.h) with atomic stores
-      const int l = 2 * pos + 1, r = l + 1;
-      int big = pos;
-      float bd = dist;
-      if (l < k && hd[l] > bd) { big = l; bd = hd[l]; }
-      if (r < k && hd[r] > bd) { big = r; bd = hd[r]; }
+      const int big = sift_child(hd, k, pos, dist);
       if (big == pos) break;
-      store_relaxed(hd + pos, bd);
+      store_relaxed(hd + pos, hd[big]);
       store_relaxed(hi + pos, hi[big]);
       hf[pos] = hf[big];
       pos = big;
@@ -277,11 +284,7 @@ struct CandLists {
     } else {  // replace the root, sift down
       pos = 0;
       for (;;) {
-        const int l = 2 * pos + 1, r = l + 1;
-        int big = pos;
-        uint32_t bp = p;
-        if (l < c && lp[l] > bp) { big = l; bp = lp[l]; }
-        if (r < c && lp[r] > bp) { big = r; bp = lp[r]; }
+        const int big = sift_child(lp, c, pos, p);
         if (big == pos) break;
         li[pos] = li[big]; lp[pos] = lp[big];
         pos = big;
