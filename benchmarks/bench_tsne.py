@@ -267,23 +267,29 @@ def scaling_plot(rows: list, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _earlier_rows(out: Path) -> list[dict]:
+    """The rows of an existing scaling file, each marked with when it ran (``reused_from``)."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    return [dict(r, reused_from=r.get("reused_from", old.get("machine", {}).get("date"))) for r in old["runs"]]
+
+
 def run_scaling(args) -> None:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({args.scaling_peer_n} - {0}))
     out = Path(args.out) if args.out else RESULTS / "tsne_scaling.json"
     payload = {"sizes": sizes, "iter": args.iter, "n_jobs": args.n_jobs, "peer_n": args.scaling_peer_n,
                "large_n": LARGE_N, "subprocess_per_run": True, "runs": []}
-    kept = {}
-    if args.reuse_peer and out.exists():  # the peer's rows of an earlier run (they say when: "reused_from")
-        old = json.loads(out.read_text())
-        kept = {r["n"]: dict(r, reused_from=old.get("machine", {}).get("date")) for r in old["runs"]
-                if r["library"] == "openTSNE"}
-    earlier = []
-    if args.add and out.exists():  # --add: the rows of the other sizes stay (they say when: "reused_from")
-        old = json.loads(out.read_text())
+    if args.add:  # only the sizes given, no peer unless listed
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
-        earlier = [dict(r, reused_from=r.get("reused_from", old.get("machine", {}).get("date")))
-                   for r in old["runs"] if r["n"] not in sizes]
-        payload["sizes"] = sorted(set(old.get("sizes", [])) | set(sizes))
+    # rows of the existing file that stay (each says when it ran: "reused_from"): the peer's
+    # with --reuse-peer, every other size's with --add
+    earlier = [r for r in _earlier_rows(out) if (args.add and r["n"] not in sizes)
+               or (args.reuse_peer and r["library"] == "openTSNE" and r["n"] in sizes)]
+    kept = {r["n"]: r for r in earlier if r["n"] in sizes}
+    earlier = [r for r in earlier if r["n"] not in sizes]
+    if args.add:
+        payload["sizes"] = sorted(set(payload["sizes"]) | {r["n"] for r in earlier} | set(sizes))
     for n in sizes:
         payload["runs"].append(_run_worker("fastrl", n, args))
         if n == args.scaling_peer_n:

@@ -110,8 +110,8 @@ def knn_graph(X, k: int, *, method: str = "auto", metric: str = "euclidean", n_j
     method : {"auto", "exact", "approx"}
         ``"exact"``: blocked brute force (C++, SIMD, OpenMP). ``"approx"``:
         NN-descent started from a random-projection forest. ``"auto"`` picks
-        exact when N²·D <= 4e11 (8e11 for k >= 50: PCA-50 up to ~126k
-        points, 784-d up to ~23k); NN-descent otherwise
+        exact when N²·D <= 4e11, 8e11 for k >= 50 (PCA-50 at k = 90 up to
+        ~126k points, 784-d at k = 15 up to ~22k); NN-descent otherwise
         (CUDA tensors: always exact, on the GPU).
     metric : str or callable
         ``"euclidean"`` (not squared) or ``"cosine"`` (``1 - cos``) run the

@@ -39,6 +39,7 @@ import scipy.fft
 import scipy.sparse
 
 from fastrl._validation import InsufficientMemoryError, check_memory_fits  # noqa: F401 (re-exported)
+from fastrl.manifold.tsne import affinities as _aff  # its COMPACT_P_MIN_N read at each call (the fit's rule)
 
 MEMORY_CHECK = True  # False: TSNE.fit skips the check (the estimate may be off for unusual inputs)
 
@@ -137,10 +138,9 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
         parts["affinities"] = n * n * 24
         parts["optimizer"] = 8 * n * n * 8 + per_point
     else:
-        from fastrl.manifold.tsne.affinities import COMPACT_P_MIN_N
         k = int(min(max(n_neighbors, 1), n - 1))
         if compact is None:
-            compact = method != "device" and n >= COMPACT_P_MIN_N
+            compact = method != "device" and n >= _aff.COMPACT_P_MIN_N
         v = 4 if compact else 8
         p_bytes = 2 * n * k * (4 + v) + (n + 1) * 8
         pos = 4 if n * k < 2**31 else 8
