@@ -124,49 +124,79 @@ namespace {
 
 inline int sign(double x) { return (x > 0) - (x < 0); }
 
-// Lagrange basis of the 3 equispaced nodes at 1/6, 1/2, 5/6 of a unit box.
-inline void lagrange3(double u, double* L) {
-  const double a = 1.0 / 6, b = 0.5, c = 5.0 / 6;
-  L[0] = (u - b) * (u - c) / ((a - b) * (a - c));
-  L[1] = (u - a) * (u - c) / ((b - a) * (b - c));
-  L[2] = (u - a) * (u - b) / ((c - a) * (c - b));
+// One axis of the interpolation grid: boxes of width 3h from lo, 3 equispaced
+// Lagrange nodes per box at 1/6, 1/2, 5/6 of its width. With u the position in
+// the box (0..1) and d_a = u - 1/6, d_b = u - 1/2, d_c = u - 5/6:
+//   L0 = d_b d_c / ((1/6 - 1/2)(1/6 - 5/6)) = 4.5 d_b d_c,
+//   L1 = d_a d_c / ((1/2 - 1/6)(1/2 - 5/6)) = -9 d_a d_c,
+//   L2 = d_a d_b / ((5/6 - 1/6)(5/6 - 1/2)) = 4.5 d_a d_b
+// (exact constants: one multiply per factor, no division per point).
+struct GridAxis {
+  double lo, inv_box;
+  int n_boxes;
+  GridAxis(double lo_, double h, int n_boxes_) : lo(lo_), inv_box(1.0 / (3.0 * h)), n_boxes(n_boxes_) {}
+  // Box index of x (clamped to the grid) and its 3 weights.
+  inline int locate(double x, double* L) const {
+    const double t = (x - lo) * inv_box;
+    int b = int(t);
+    b = b < 0 ? 0 : (b >= n_boxes ? n_boxes - 1 : b);
+    const double u = t - b;
+    const double da = u - 1.0 / 6.0, db = u - 0.5, dc = u - 5.0 / 6.0;
+    L[0] = 4.5 * db * dc;
+    L[1] = -9.0 * da * dc;
+    L[2] = 4.5 * da * db;
+    return b;
+  }
+  inline int box(double x) const {
+    const int b = int((x - lo) * inv_box);
+    return b < 0 ? 0 : (b >= n_boxes ? n_boxes - 1 : b);
+  }
+};
+
+// Charges of point i: the given [n, nc] rows, or t-SNE's (1, y_i - centre).
+template <int NC>
+struct Charges {
+  const double* q;  // [n, nc] or nullptr
+  const double* Y;
+  double cx, cy;
+  int nc;
+  inline void get(int64_t i, double* out) const {
+    if (NC == 3 && !q) {
+      out[0] = 1.0;
+      out[1] = Y[2 * i] - cx;
+      out[2] = Y[2 * i + 1] - cy;
+    } else {
+      for (int c = 0; c < (NC ? NC : nc); ++c) out[c] = q[i * nc + c];
+    }
+  }
+};
+
+// Adds point i's 9 node weights times its charges to the grid planes.
+template <int NC, typename T>
+inline void spread_point(const GridAxis& ax, const double* y, const double* q, int nc, int g, int64_t gg, T* grid) {
+  double Lx[3], Ly[3];
+  const int bx = ax.locate(y[0], Lx);
+  const int by = ax.locate(y[1], Ly);
+  const int ncc = NC ? NC : nc;
+  for (int b = 0; b < 3; ++b) {
+    T* row = grid + int64_t(3 * by + b) * g + 3 * bx;
+    for (int a = 0; a < 3; ++a) {
+      const double w = Lx[a] * Ly[b];
+      for (int c = 0; c < ncc; ++c) row[c * gg + a] += T(w * q[c]);
+    }
+  }
 }
 
-// Box index and the 3 basis weights of coordinate x on one axis.
-inline int locate(double x, double lo, double box, int n_boxes, double* L) {
-  double t = (x - lo) / box;
-  int b = int(t);
-  if (b < 0) b = 0;
-  if (b >= n_boxes) b = n_boxes - 1;
-  lagrange3(t - b, L);
-  return b;
-}
-
-}  // namespace
-
-// Spreading without per-thread grids: a point in box row b writes only node rows
-// 3b..3b+2, so each thread owns a band of box rows (bands hold ~equal numbers
-// of points), zeroes its band and spreads the points that fall in it; every
-// thread reads all box rows, which is cheap next to the scatter. Thread count:
-// a point costs ~64 operations per charge (locate, weights, 9 updates).
-template <typename T>
-void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, T* grid, int n_jobs) {
-  const int g = 3 * n_boxes;
+template <int NC, typename T>
+void spread_bands(const double* Y, int64_t n, const GridAxis& ax, const Charges<NC>& ch, int nc, T* grid,
+                  int threads) {
+  const int n_boxes = ax.n_boxes, g = 3 * n_boxes;
   const int64_t gg = int64_t(g) * g;
-  const double box = 3.0 * h;
-  const int threads = std::max(1, std::min(tsne_threads(n_jobs, n * 64 * int64_t(nc)), n_boxes));
+  // Pass 1 (parallel): each point's box row, and per-thread counts per box row.
   std::vector<int32_t> brow(n);
-  std::vector<int64_t> count(n_boxes + 1, 0);
-  double L[3];
-  for (int64_t i = 0; i < n; ++i) ++count[1 + (brow[i] = locate(Y[2 * i + 1], lo, box, n_boxes, L))];
-  for (int b = 0; b < n_boxes; ++b) count[b + 1] += count[b];  // points in box rows < b
+  std::vector<int64_t> count(size_t(threads) * (n_boxes + 1), 0);
   std::vector<int> band(threads + 1, n_boxes);
   band[0] = 0;
-  for (int t = 1, b = 0; t < threads; ++t) {
-    while (b < n_boxes && count[b] * threads < n * t) ++b;
-    band[t] = std::max(b, band[t - 1]);
-  }
 #pragma omp parallel num_threads(threads)
   {
 #ifdef FASTRL_OPENMP
@@ -174,49 +204,94 @@ void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxe
 #else
     const int tid = 0;
 #endif
+    int64_t* cnt = count.data() + size_t(tid) * (n_boxes + 1);
+    const int64_t i0 = n * tid / threads, i1 = n * (tid + 1) / threads;
+    for (int64_t i = i0; i < i1; ++i) ++cnt[1 + (brow[i] = ax.box(Y[2 * i + 1]))];
+#pragma omp barrier
+#pragma omp single
+    {
+      // Bands of box rows holding ~equal numbers of points.
+      for (int t = 1; t < threads; ++t)
+        for (int b = 0; b <= n_boxes; ++b) count[b] += count[size_t(t) * (n_boxes + 1) + b];
+      for (int b = 0; b < n_boxes; ++b) count[b + 1] += count[b];  // points in box rows < b
+      for (int t = 1, b = 0; t < threads; ++t) {
+        while (b < n_boxes && count[b] * threads < n * t) ++b;
+        band[t] = std::max(b, band[t - 1]);
+      }
+    }
+    // Pass 2: a point in box row b writes only node rows 3b..3b+2, so each
+    // thread zeroes and fills its band's rows, adding its points in point
+    // order: the same sums, bit for bit, whatever the thread count.
     const int b0 = band[tid], b1 = band[tid + 1];
     for (int c = 0; c < nc; ++c)
       std::fill(grid + c * gg + int64_t(3 * b0) * g, grid + c * gg + int64_t(3 * b1) * g, T(0));
+    double q[8];
     for (int64_t i = 0; i < n; ++i) {
       if (brow[i] < b0 || brow[i] >= b1) continue;
-      double Lx[3], Ly[3];
-      const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
-      const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
-      for (int b = 0; b < 3; ++b)
-        for (int a = 0; a < 3; ++a) {
-          const double w = Lx[a] * Ly[b];
-          const int64_t node = int64_t(3 * by + b) * g + (3 * bx + a);
-          for (int c = 0; c < nc; ++c) grid[c * gg + node] += T(w * charges[i * nc + c]);
-        }
+      ch.get(i, q);
+      spread_point<NC>(ax, Y + 2 * i, q, nc, g, gg, grid);
     }
+  }
+}
+
+}  // namespace
+
+// Spreading without per-thread grids: each thread owns a band of box rows
+// (see spread_bands); every thread scans the box rows of all points, which is
+// cheap next to the scatter. Thread count: a point costs ~64 operations per
+// charge (locate, weights, 9 updates).
+template <typename T>
+void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
+                     const double* charges, int nc, const double* centre, T* grid, int n_jobs) {
+  const int threads = std::max(1, std::min(tsne_threads(n_jobs, n * 64 * int64_t(nc)), n_boxes));
+  const GridAxis ax(lo, h, n_boxes);
+  if (!charges) {  // t-SNE's charges (1, y - centre)
+    const Charges<3> ch{nullptr, Y, centre[0], centre[1], 3};
+    spread_bands<3>(Y, n, ax, ch, 3, grid, threads);
+  } else if (nc == 3) {
+    const Charges<3> ch{charges, Y, 0.0, 0.0, 3};
+    spread_bands<3>(Y, n, ax, ch, 3, grid, threads);
+  } else {
+    const Charges<0> ch{charges, Y, 0.0, 0.0, nc};
+    spread_bands<0>(Y, n, ax, ch, nc, grid, threads);
   }
 }
 
 template <typename T>
 void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, double* out, int n_jobs) {
-  const double box = 3.0 * h;
+                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, const double* centre,
+                     double* out, int n_jobs) {
+  const GridAxis ax(lo, h, n_boxes);
 #pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 64 * int64_t(nc))) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    double Lx[3], Ly[3];
-    const int bx = locate(Y[2 * i], lo, box, n_boxes, Lx);
-    const int by = locate(Y[2 * i + 1], lo, box, n_boxes, Ly);
+    double Lx[3], Ly[3], phi[8];
+    const int bx = ax.locate(Y[2 * i], Lx);
+    const int by = ax.locate(Y[2 * i + 1], Ly);
+    const T* base = pot + int64_t(3 * by) * row_stride + 3 * bx;
     for (int c = 0; c < nc; ++c) {
-      const T* p = pot + c * ch_stride + int64_t(3 * by) * row_stride + 3 * bx;
+      const T* p = base + c * ch_stride;
       double s = 0.0;
       for (int b = 0; b < 3; ++b, p += row_stride)
         s += Ly[b] * (Lx[0] * double(p[0]) + Lx[1] * double(p[1]) + Lx[2] * double(p[2]));
-      out[i * nc + c] = s;
+      phi[c] = s;
+    }
+    if (centre) {  // the repulsion numerator (y_i - centre) phi_0 - (phi_1, phi_2)
+      out[2 * i] = (Y[2 * i] - centre[0]) * phi[0] - phi[1];
+      out[2 * i + 1] = (Y[2 * i + 1] - centre[1]) * phi[0] - phi[2];
+    } else {
+      for (int c = 0; c < nc; ++c) out[i * nc + c] = phi[c];
     }
   }
 }
 
-template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int, float*, int);
-template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int, double*, int);
+template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int,
+                                     const double*, float*, int);
+template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int,
+                                      const double*, double*, int);
 template void tsne_fft_gather<float>(const double*, int64_t, double, double, int, const float*, int, int64_t, int64_t,
-                                     double*, int);
+                                     const double*, double*, int);
 template void tsne_fft_gather<double>(const double*, int64_t, double, double, int, const double*, int, int64_t,
-                                      int64_t, double*, int);
+                                      int64_t, const double*, double*, int);
 
 void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
                int dim, double lr, double momentum, double min_gain, double max_step_norm,

@@ -59,23 +59,28 @@ def test_float32_p_forces_and_kl_match_float64(graph, rng):
 
 
 def test_fit_with_compact_p_matches_float64_fit(rng, monkeypatch):
-    """A whole fit with float32 P (the rule lowered to every N) against the float64-P fit
-    with the same seed: t-SNE amplifies rounding (the embeddings diverge after some tens of
-    iterations), so the check is on what a user measures, the KL (1%) and the 10-NN
-    accuracy of the embedding (0.02), on 3 well separated clusters."""
+    """Whole fits with float32 P (the rule lowered to every N) against float64-P fits with
+    the same seed: t-SNE amplifies rounding (the embeddings diverge after some tens of
+    iterations and may settle in different local arrangements, ~1% apart in KL at 900
+    points), so the check is on what a user measures over 4 data sets: the KL, no bias
+    (mean relative difference within 0.5%) and each within 2%, and the 10-NN accuracy of
+    the embedding (0.02), on 3 well separated clusters."""
     from fastrl.manifold import TSNE
     from fastrl.metrics import knn_accuracy
-    centers = rng.standard_normal((3, 10)) * 6
-    y = rng.integers(0, 3, 900)
-    X = (centers[y] + rng.standard_normal((900, 10))).astype(np.float32)
-    fits = {}
-    for compact in (False, True):
-        monkeypatch.setattr(aff, "COMPACT_P_MIN_N", 0 if compact else 10**12)
-        t = TSNE(perplexity=20, max_iter=300, random_state=0, n_jobs=1, method="fft")
-        fits[compact] = (t.fit_transform(X), t.kl_divergence_)
-    assert abs(fits[True][1] - fits[False][1]) <= 0.01 * fits[False][1]
-    acc = [knn_accuracy(fits[c][0], y, k=10) for c in (False, True)]
-    assert abs(acc[0] - acc[1]) <= 0.02 and min(acc) > 0.95
+    rel = []
+    for _ in range(4):
+        centers = rng.standard_normal((3, 10)) * 6
+        y = rng.integers(0, 3, 900)
+        X = (centers[y] + rng.standard_normal((900, 10))).astype(np.float32)
+        fits = {}
+        for compact in (False, True):
+            monkeypatch.setattr(aff, "COMPACT_P_MIN_N", 0 if compact else 10**12)
+            t = TSNE(perplexity=20, max_iter=300, random_state=0, n_jobs=1, method="fft")
+            fits[compact] = (t.fit_transform(X), t.kl_divergence_)
+        rel.append((fits[True][1] - fits[False][1]) / fits[False][1])
+        acc = [knn_accuracy(fits[c][0], y, k=10) for c in (False, True)]
+        assert abs(acc[0] - acc[1]) <= 0.02 and min(acc) > 0.95
+    assert abs(np.mean(rel)) <= 0.005 and max(map(abs, rel)) <= 0.02, rel
 
 
 def test_permuted_parts_consuming_the_old_p(graph, rng):

@@ -327,13 +327,11 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
             cache.update(key=key, fk=fk)
     tic = timer.lap("fft_transforms", tic)
     # charges relative to the grid centre c (R is translation-invariant): smaller values on the grid
+    # (the compiled spreading forms the charges (1, y - c) point by point)
     c = lo + 0.5 * h * N_INTERP * n_boxes
-    charges = np.empty((n, 3))
-    charges[:, 0] = 1.0
-    charges[:, 1:] = Y - c
     grid = np.empty((3, g, g), dtype=dtype)
     core = _core()
-    core.tsne_fft_spread(Y, lo, h, n_boxes, charges, grid, jobs)
+    core.tsne_fft_spread(Y, lo, h, n_boxes, None, grid, jobs, centre=(c, c))
     tic = timer.lap("fft_spread", tic)
     spec = scipy.fft.rfft(grid, n=m, axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
@@ -348,9 +346,8 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     back = scipy.fft.ifft(spec, axis=-2, workers=workers, overwrite_x=True)[:, :g]
     pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]  # a view, read in place
     tic = timer.lap("fft_transforms", tic)
-    phi = np.empty((n, 3))
-    core.tsne_fft_gather(Y, lo, h, n_boxes, pot, phi, jobs)
-    R = (Y - c) * phi[:, :1] - phi[:, 1:3]
+    R = np.empty((n, 2))  # (y - c) phi_0 - (phi_1, phi_2), formed by the compiled gathering
+    core.tsne_fft_gather(Y, lo, h, n_boxes, pot, R, jobs, centre=(c, c))
     timer.lap("fft_gather", tic)
     Z = max(zsum - n, 1e-300)  # drop the self terms w_ii = 1 (Z -> 0 only when every pair is ~infinitely far)
     return R, Z
