@@ -23,7 +23,10 @@ MORTON_BITS = 21       # Morton cells per axis in 1-D / 3-D: 3 x 21 bits fit a u
 # loaded, min of 7): the attractive pass in a random vs the Hilbert order took 16 vs 15 ms at 50k points
 # (Y in cache: no gain), 48 vs 24 ms at 100k, 203 vs 73 ms at 200k, 1.66 vs 0.11 s at 1M; one
 # Reordering.apply cost 0.23 s, 0.38 s, 1.0 s, 5.8 s: repaid within 4-15 iterations from 100k on.
-REORDER_MIN_N = 100_000
+# Whole MNIST 70k fits (PCA-50, 750 iterations, same idle Zen 3, 2 rounds each): attractive pass
+# 9.4-9.9 s without against 6.4-7.2 s with (re-ordering 0.35-0.81 s), 32.4-33.5 s against 27.4-30.4 s
+# in all: the threshold sits between 50k (break-even) and 70k.
+REORDER_MIN_N = 60_000
 REORDER_EVERY = 250    # iterations between re-orderings (first at the initialisation)
 
 

@@ -147,8 +147,8 @@ class TSNE(TransformerBase):
         iterations), P permuted with them, so that the attractive pass reads
         neighbours close in memory; results come back in the caller's order
         and equal those without re-ordering up to rounding. ``"auto"``: from
-        100 000 points on (below, the embedding stays in cache and the
-        permutations of P would not pay). From the same size on, sparse CPU
+        60 000 points on (below, the embedding stays in cache and the
+        permutations of P would not pay). From 100 000 points on, sparse CPU
         fits store P's values in float32 (8 bytes an edge with the int32
         column id, instead of 12; forces and KL still summed in float64).
 
