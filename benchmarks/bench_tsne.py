@@ -91,13 +91,42 @@ def run_one(name, fn, X, y, P, rng, rows, embeddings):
     return row
 
 
-def fastrl_fn(n_jobs, device=None):
+def fastrl_fn(n_jobs, device=None, kernel=None, gather=None):
+    """fastrl's fit; ``kernel``/``gather`` force a CPU kernel and gather mode
+    (``use_cpu_kernel`` / ``use_gather``; None: the automatic choice)."""
     def fn(X):
+        import contextlib
+
+        import fastrl
         from fastrl.manifold import TSNE
-        t = TSNE(perplexity=30, max_iter=750, n_jobs=n_jobs, random_state=0, device=device)
-        E = t.fit_transform(X)
-        return E, t.kl_divergence_, {"phases": t.timings_}
+        with contextlib.ExitStack() as stack:
+            if kernel is not None:
+                stack.enter_context(fastrl.use_cpu_kernel(kernel))
+            if gather is not None:
+                stack.enter_context(fastrl.use_gather(gather))
+            info = fastrl.backend_info()
+            t = TSNE(perplexity=30, max_iter=750, n_jobs=n_jobs, random_state=0, device=device)
+            E = t.fit_transform(X)
+        return E, t.kl_divergence_, {"phases": t.timings_, "cpu_kernel": info["cpu_kernel"],
+                                     "tsne_attractive": info["tsne_attractive"]}
     return fn
+
+
+def kernel_variants(n_jobs) -> list:
+    """(name, fn) of fastrl forced onto every attractive loop this CPU has
+    besides the automatic one: each SIMD kernel with hardware gathers and
+    with scalar loads (the gather-free loop), and the portable base kernel."""
+    import fastrl
+    from fastrl.neighbors.cpu_kernel import supported_cpu_kernels
+    auto = fastrl.backend_info()["tsne_attractive"]
+    out = []
+    for kern in supported_cpu_kernels():
+        for gather in ((None,) if kern == "base" else ("hw", "scalar")):
+            with fastrl.use_cpu_kernel(kern), fastrl.use_gather(gather or "auto"):
+                loop = fastrl.backend_info()["tsne_attractive"]
+            if loop != auto and loop not in [n for n, _ in out]:
+                out.append((loop, fastrl_fn(n_jobs, kernel=kern, gather=gather)))
+    return [(f"fastrl[{loop}]", fn) for loop, fn in out]
 
 
 def opentsne_fn(method, n_jobs):
@@ -312,6 +341,8 @@ def main():
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--subset", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds on MNIST (min and median)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="MNIST: also fastrl forced onto each other CPU kernel / gather mode of this CPU")
     ap.add_argument("--scaling", action="store_true", help="time per iteration vs N (a subprocess per N)")
     ap.add_argument("--sizes", default=SCALING_SIZES, help="--scaling: comma-separated N")
     ap.add_argument("--iter", type=int, default=750, help="--scaling: iterations (a third early exaggeration)")
@@ -367,21 +398,28 @@ def main():
     P = joint_probabilities(X, 30.0, n_jobs=args.n_jobs)
     emb = {}
     libs = [("fastrl", fastrl_fn(args.n_jobs))]
+    if args.kernels:  # every other attractive loop of this CPU, forced, in the same rounds
+        libs += kernel_variants(args.n_jobs)
     if torch.cuda.is_available():  # GPU mode: Triton gradient kernels on the device
         libs.append(("fastrl-cuda", fastrl_fn(args.n_jobs, device="cuda")))
     libs.append(("openTSNE-fft", opentsne_fn("fft", args.n_jobs)))
     if not args.skip_bh:
         libs.append(("openTSNE-bh", opentsne_fn("bh", args.n_jobs)))
 
+    def all_ratios(rows):
+        out = {}
+        for lib in [n for n, _ in libs if n.startswith("fastrl")]:
+            out.update(ratios(rows, "openTSNE-fft", lib))
+        return {**out, **ratios(rows, "openTSNE-bh")}
+
     def partial(rows):  # keep what has run if the benchmark is stopped
-        write_results("tsne", {**payload, "mnist70k": rows, "partial": True,
-                               "mnist70k_ratios": {**ratios(rows, "openTSNE-fft"), **ratios(rows, "openTSNE-bh")}})
+        write_results("tsne", {**payload, "mnist70k": rows, "partial": True, "mnist70k_ratios": all_ratios(rows)})
 
     rows = run_interleaved(libs, X, y, P, rng, args.repeat, emb, on_round=partial)
     cols = cols[:3] + ["wall_median_s"] + cols[3:]
     print_table(rows, cols, f"MNIST 70k (PCA-50), min and median of {args.repeat} interleaved rounds")
     payload["mnist70k"] = rows
-    payload["mnist70k_ratios"] = {**ratios(rows, "openTSNE-fft"), **ratios(rows, "openTSNE-bh")}
+    payload["mnist70k_ratios"] = all_ratios(rows)
     print(payload["mnist70k_ratios"])
     from fastrl.plot import embedding
     RESULTS.mkdir(parents=True, exist_ok=True)
