@@ -140,13 +140,11 @@ def missing_peer(what: str, reason: str, allow: bool, hint: str | None = None) -
     return reason
 
 
-def machine_info() -> dict:
-    """What ran the benchmark: CPU model, vendor / family / model and ISA
-    flags, OS kernel, cores, memory, the fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
-    import numpy as np
-    import torch
+def cpu_identity() -> dict:
+    """Model name, vendor / family / model / stepping of the first CPU (where
+    gathers and caches differ) and a short ``cpu_label`` naming its generation."""
     cpu = platform.processor() or ""
-    ident = {}  # vendor, family, model, stepping of the first CPU (where gathers / caches differ)
+    ident = {}
     keys = {"vendor_id": "cpu_vendor", "cpu family": "cpu_family", "model": "cpu_model", "stepping": "cpu_stepping"}
     try:
         with open("/proc/cpuinfo") as f:
@@ -161,6 +159,34 @@ def machine_info() -> dict:
                     break
     except (OSError, ValueError):
         pass
+    return {"cpu": cpu, **ident, "cpu_label": cpu_label(ident, cpu_flags())}
+
+
+# AMD family 25 (0x19) models: Zen 3 (Milan, Vermeer, Cezanne...) and Zen 4 (Genoa, Raphael, Phoenix...)
+_ZEN_25 = (((0x00, 0x0F), "Zen 3"), ((0x10, 0x1F), "Zen 4"), ((0x20, 0x5F), "Zen 3"), ((0x60, 0xAF), "Zen 4"))
+
+
+def cpu_label(ident: dict, flags: list) -> str:
+    """'AMD Zen 4 (family 25, model 17, avx512)'-style name of a CPU, the
+    widest fastrl-relevant ISA last (rows of results from different machines say which)."""
+    fam, model = ident.get("cpu_family"), ident.get("cpu_model")
+    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
+    gen = ident.get("cpu_vendor", "unknown CPU")
+    if gen == "AuthenticAMD":
+        gen = {23: "AMD Zen/Zen 2", 26: "AMD Zen 5"}.get(fam, "AMD")
+        if fam == 25:
+            gen = "AMD " + next((g for (lo, hi), g in _ZEN_25 if lo <= (model or 0) <= hi), "family 25")
+    elif gen == "GenuineIntel":
+        gen = "Intel"
+    return f"{gen} (family {fam}, model {model}, {isa})"
+
+
+def machine_info() -> dict:
+    """What ran the benchmark: CPU model, vendor / family / model and ISA
+    flags, OS kernel, cores, memory, the fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
+    import numpy as np
+    import torch
+    ident = cpu_identity()
     mem_gib = None
     try:
         with open("/proc/meminfo") as f:
@@ -170,7 +196,6 @@ def machine_info() -> dict:
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
-        "cpu": cpu,
         **ident,
         "cpu_flags": cpu_flags(),
         "kernel": platform.release(),

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, PeakMemory, PeakRSS, _vm_hwm_bytes, load_avg, print_table, write_results
+from _common import (RESULTS, PeakMemory, PeakRSS, _vm_hwm_bytes, cpu_identity, cpu_label, load_avg, print_table,
+                     write_results)
 
 
 def pca50(X: np.ndarray) -> np.ndarray:
@@ -212,13 +213,47 @@ def scaling_settings(n: int, n_iter: int, n_jobs: int) -> dict:
             "method": "fft", "large_data": large, "data": "50-d Gaussian mixture, 100 clusters (seed 0)"}
 
 
+class PhasePeaks:
+    """Peak RSS of each phase a fastrl fit announces ("init", "knn",
+    "affinities", "early", "final"): the kernel's high-water mark (VmHWM) read,
+    then reset, at each change of phase (Linux; ``ok`` False where the reset is refused)."""
+
+    def __init__(self):
+        self.peaks, self.name, self.ok = {}, "setup", True
+
+    def switch(self, name: str) -> None:
+        if not self.ok:
+            return
+        try:
+            hwm = _vm_hwm_bytes()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            self.ok = False
+            return
+        self.peaks[self.name] = max(self.peaks.get(self.name, 0), hwm)
+        self.name = name
+
+    def install(self):
+        """Announce fastrl's t-SNE phases to ``switch`` (wraps its progress_bar hook)."""
+        import fastrl.manifold.tsne.tsne as mod
+        orig = mod.progress_bar
+
+        def progress_bar(*args):
+            bar, phase = orig(*args)
+            return bar, (lambda name: (self.switch(name), phase(name))[1])
+        mod.progress_bar = progress_bar
+
+
 def scaling_worker(library: str, n: int, n_iter: int, n_jobs: int) -> dict:
     """One --scaling run in this (fresh) process: a row."""
     cfg = scaling_settings(n, n_iter, n_jobs)
     X, _ = mixture(n)
     ee, rest = cfg["early_exaggeration_iter"], n_iter - cfg["early_exaggeration_iter"]
+    peaks = PhasePeaks()
     if library == "fastrl":  # imported outside the timed block
         from fastrl.manifold import TSNE
+        peaks.install()
     else:
         from openTSNE import TSNE
     with PeakRSS() as pm:
@@ -244,9 +279,15 @@ def scaling_worker(library: str, n: int, n_iter: int, n_jobs: int) -> dict:
             kl, iters = float(E.kl_divergence), n_iter
             loop_s = phases["early"] + phases["final"]
         total = time.perf_counter() - t0
-    return {"library": library, "n": n, "total_s": total, "per_iter_s": loop_s / max(iters, 1), "n_iter": iters,
-            "peak_rss_gib": _vm_hwm_bytes() / 2**30, "fit_peak_extra_gib": pm.peak_mib / 1024, "kl": float(kl),
-            "phases": phases, "settings": cfg, "load": load_avg()}
+        peaks.switch("end")
+    row = {"library": library, "n": n, "total_s": total, "per_iter_s": loop_s / max(iters, 1), "n_iter": iters,
+           "peak_rss_gib": _vm_hwm_bytes() / 2**30, "fit_peak_extra_gib": pm.peak_mib / 1024, "kl": float(kl),
+           "phases": phases, "settings": cfg, "load": load_avg(), "cpu": cpu_identity()["cpu_label"]}
+    if peaks.ok and len(peaks.peaks) > 1:  # the high-water mark was reset at each phase: the peak is their max
+        row["peak_rss_by_phase_gib"] = {k: v / 2**30 for k, v in peaks.peaks.items() if k != "setup"}
+        row["peak_rss_gib"] = max(peaks.peaks.values()) / 2**30
+        row["fit_peak_extra_gib"] = max(row["peak_rss_by_phase_gib"].values()) - getattr(pm, "_base", 0) / 2**30
+    return row
 
 
 def _run_worker(library: str, n: int, args) -> dict:
@@ -275,11 +316,16 @@ def scaling_plot(rows: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    cpus = sorted({r.get("cpu", "") for r in rows})  # a series per library and CPU
     for lib, marker in (("fastrl", "o"), ("openTSNE", "s")):
-        pts = sorted((r["n"], r["per_iter_s"]) for r in rows if r["library"] == lib and "per_iter_s" in r)
-        if pts:
-            ax.plot(*zip(*pts), marker=marker, label=f"{lib} (FFT)")
-    ref = sorted((r["n"], r["per_iter_s"]) for r in rows if r["library"] == "fastrl" and "per_iter_s" in r)
+        for cpu, ls in zip(cpus, ("-", ":", "-.", "--")):
+            pts = sorted((r["n"], r["per_iter_s"]) for r in rows
+                         if r["library"] == lib and r.get("cpu", "") == cpu and "per_iter_s" in r)
+            if pts:
+                where = f", {cpu.split(' (')[0]}" if len(cpus) > 1 else ""
+                ax.plot(*zip(*pts), marker=marker, ls=ls, label=f"{lib} (FFT{where})")
+    ref = sorted((r["n"], r["per_iter_s"]) for r in rows
+                 if r["library"] == "fastrl" and r.get("cpu", "") == cpus[0] and "per_iter_s" in r)
     if ref:
         ns = np.array([n for n, _ in ref], dtype=float)
         ax.plot(ns, ref[0][1] * ns / ns[0], "k--", lw=1, label=f"linear in N (through N={int(ns[0])})")
@@ -301,7 +347,20 @@ def _earlier_rows(out: Path) -> list[dict]:
     if not out.exists():
         return []
     old = json.loads(out.read_text())
-    return [dict(r, reused_from=r.get("reused_from", old.get("machine", {}).get("date"))) for r in old["runs"]]
+    m = old.get("machine", {})
+    cpu = cpu_label(m, m.get("cpu_flags", []))  # rows from before rows named their CPU ran on the file's machine
+    return [dict(r, reused_from=r.get("reused_from", m.get("date")), cpu=r.get("cpu", cpu)) for r in old["runs"]]
+
+
+def _earlier_machines(out: Path, labels: set) -> dict:
+    """{cpu label: machine info} of the earlier file's machines among ``labels``
+    (kept rows from another CPU keep their machine's record)."""
+    if not out.exists():
+        return {}
+    old = json.loads(out.read_text())
+    m = old.get("machine", {})
+    known = {**old.get("machines", {}), cpu_label(m, m.get("cpu_flags", [])): m}
+    return {k: v for k, v in known.items() if k in labels}
 
 
 def run_scaling(args) -> None:
@@ -312,11 +371,13 @@ def run_scaling(args) -> None:
     if args.add:  # only the sizes given, no peer unless listed
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     # rows of the existing file that stay (each says when it ran: "reused_from"): the peer's
-    # with --reuse-peer, every other size's with --add
-    earlier = [r for r in _earlier_rows(out) if (args.add and r["n"] not in sizes)
-               or (args.reuse_peer and r["library"] == "openTSNE" and r["n"] in sizes)]
-    kept = {r["n"]: r for r in earlier if r["n"] in sizes}
-    earlier = [r for r in earlier if r["n"] not in sizes]
+    # with --reuse-peer (this CPU's), with --add every other size's and every other CPU's
+    here = cpu_identity()["cpu_label"]
+    earlier = [r for r in _earlier_rows(out) if (args.add and (r["n"] not in sizes or r["cpu"] != here))
+               or (args.reuse_peer and r["library"] == "openTSNE" and r["n"] in sizes and r["cpu"] == here)]
+    kept = {r["n"]: r for r in earlier if r["n"] in sizes and r["cpu"] == here}
+    payload["machines"] = _earlier_machines(out, {r["cpu"] for r in earlier} - {here})
+    earlier = [r for r in earlier if r["n"] not in sizes or r["cpu"] != here]
     if args.add:
         payload["sizes"] = sorted(set(payload["sizes"]) | {r["n"] for r in earlier} | set(sizes))
     for n in sizes:

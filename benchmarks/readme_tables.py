@@ -383,14 +383,16 @@ def render_tsne_scaling(results: Path = RESULTS) -> str:
     out = []
     for r in _load(results, "tsne_scaling.json")["runs"]:
         if "error" in r:
-            out.append([r["library"], f"{r['n']:,}", "failed: " + str(r["error"])[:60], "–", "–", "–", "–", "–", "–"])
+            out.append([r["library"], f"{r['n']:,}", "failed: " + str(r["error"])[:60], "–", "–", "–", "–", "–", "–",
+                        "–"])
             continue
         ph = r.get("phases", {})
         cell = (lambda k: secs(ph[k]) if k in ph else "–")
         out.append([r["library"], f"{r['n']:,}", secs(r["total_s"]), secs(r["per_iter_s"]), cell("knn"),
-                    cell("attractive"), cell("repulsion"), f"{fixed(r['peak_rss_gib'], 2)} GiB", fixed(r["kl"], 3)])
+                    cell("attractive"), cell("repulsion"), f"{fixed(r['peak_rss_gib'], 2)} GiB", fixed(r["kl"], 3),
+                    r.get("cpu", "–").split(" (")[0]])
     return table(["library", "N", "total", "per iteration", "kNN graph", "attractive (all iterations)",
-                  "repulsion (all iterations)", "peak RSS", "KL"], out)
+                  "repulsion (all iterations)", "peak RSS", "KL", "CPU"], out)
 
 
 # ---------------------------------------------------------------- README plumbing
