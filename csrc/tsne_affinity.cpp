@@ -81,8 +81,8 @@ struct Transposed {
   std::vector<Pos> pos;
 };
 
-template <typename Pos>
-Transposed<Pos> transpose(const int64_t* nbr, int64_t n, int k) {
+template <typename Pos, typename I>
+Transposed<Pos> transpose(const I* nbr, int64_t n, int k) {
   Transposed<Pos> t;
   t.ptr.assign(n + 1, 0);
   const int64_t m = n * int64_t(k);
@@ -96,11 +96,11 @@ Transposed<Pos> transpose(const int64_t* nbr, int64_t n, int k) {
 
 // Merge row i's out-edges (sorted copy) and in-edges into sorted unique
 // columns; calls emit(col, value_out, value_in) per column.
-template <typename Pos, typename Emit>
-void merge_row(const int64_t* nbr, const double* Pc, int k, int64_t i, const Transposed<Pos>& t,
+template <typename Pos, typename I, typename Emit>
+void merge_row(const I* nbr, const double* Pc, int k, int64_t i, const Transposed<Pos>& t,
                std::vector<std::pair<int64_t, double>>& out, Emit emit) {
   out.clear();
-  for (int j = 0; j < k; ++j) out.emplace_back(nbr[i * k + j], Pc ? Pc[i * k + j] : 0.0);
+  for (int j = 0; j < k; ++j) out.emplace_back(int64_t(nbr[i * k + j]), Pc ? Pc[i * k + j] : 0.0);
   std::sort(out.begin(), out.end());
   size_t a = 0;
   int64_t b = t.ptr[i];
@@ -116,10 +116,10 @@ void merge_row(const int64_t* nbr, const double* Pc, int k, int64_t i, const Tra
 }
 
 // One transpose for both passes: count (indptr), allocate, fill.
-template <typename Pos, typename T>
-void symmetrize_with(const int64_t* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+template <typename Pos, typename T, typename I>
+void symmetrize_with(const I* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
                      const SymAlloc<T>& alloc, int n_jobs) {
-  const Transposed<Pos> t = transpose<Pos>(nbr, n, k);
+  const Transposed<Pos> t = transpose<Pos, I>(nbr, n, k);
   const int threads = tsne_threads(n_jobs, n * int64_t(k) * 8);
   indptr[0] = 0;
 #pragma omp parallel num_threads(threads)
@@ -154,18 +154,21 @@ void symmetrize_with(const int64_t* nbr, const double* Pc, int64_t n, int k, int
 
 }  // namespace
 
-template <typename T>
-void tsne_symmetrize(const int64_t* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+template <typename T, typename I>
+void tsne_symmetrize(const I* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
                      const SymAlloc<T>& alloc, int n_jobs) {
   if (n * int64_t(k) < (int64_t(1) << 31))
-    symmetrize_with<int32_t, T>(nbr, Pc, n, k, indptr, alloc, n_jobs);
+    symmetrize_with<int32_t, T, I>(nbr, Pc, n, k, indptr, alloc, n_jobs);
   else
-    symmetrize_with<int64_t, T>(nbr, Pc, n, k, indptr, alloc, n_jobs);
+    symmetrize_with<int64_t, T, I>(nbr, Pc, n, k, indptr, alloc, n_jobs);
 }
 
-template void tsne_symmetrize<double>(const int64_t*, const double*, int64_t, int, int64_t*,
-                                      const SymAlloc<double>&, int);
-template void tsne_symmetrize<float>(const int64_t*, const double*, int64_t, int, int64_t*,
-                                     const SymAlloc<float>&, int);
+#define FASTRL_SYM_INST(T, I) \
+  template void tsne_symmetrize<T, I>(const I*, const double*, int64_t, int, int64_t*, const SymAlloc<T>&, int);
+FASTRL_SYM_INST(double, int64_t)
+FASTRL_SYM_INST(float, int64_t)
+FASTRL_SYM_INST(double, int32_t)
+FASTRL_SYM_INST(float, int32_t)
+#undef FASTRL_SYM_INST
 
 }  // namespace fastrl

@@ -10,6 +10,8 @@ from fastrl.manifold.tsne.locality import PermutedCSRParts, permute_csr_arrays, 
 from fastrl.manifold.tsne.memory import estimate_fit_memory
 from fastrl.neighbors import knn_graph
 
+from conftest import rel_err
+
 
 @pytest.fixture
 def graph(rng):
@@ -35,6 +37,22 @@ def test_float32_symmetrize_matches_float64(graph):
     np.testing.assert_allclose(P64.toarray(), (dense + dense.T) / (2 * len(idx)), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_symmetrize_int32_ids_match_int64(graph, dtype):
+    """int32 neighbour ids (what the fit passes: half the graph's bytes while P is built)
+    give the same P bit for bit as int64 ids; out-of-range int32 ids are refused."""
+    idx, Pc = graph
+    P64 = symmetrize(idx, Pc, dtype=dtype)
+    P32 = symmetrize(idx.astype(np.int32), Pc, dtype=dtype)
+    np.testing.assert_array_equal(P64.indptr, P32.indptr)
+    np.testing.assert_array_equal(P64.indices, P32.indices)
+    np.testing.assert_array_equal(P64.data, P32.data)
+    bad = idx.astype(np.int32)
+    bad[3, 2] = len(idx)
+    with pytest.raises(ValueError, match="out of range"):
+        symmetrize(bad, Pc, dtype=dtype)
+
+
 def test_symmetrize_rejects_other_dtypes(graph):
     with pytest.raises(ValueError, match="dtype"):
         symmetrize(*graph, dtype=np.float16)
@@ -58,20 +76,60 @@ def test_float32_p_forces_and_kl_match_float64(graph, rng):
     np.testing.assert_allclose(f32, f_wide, rtol=1e-12, atol=1e-15)
 
 
-def test_fit_with_compact_p_matches_float64_fit(rng, monkeypatch):
-    """Whole fits with float32 P (the rule lowered to every N) against float64-P fits with
-    the same seed: t-SNE amplifies rounding (the embeddings diverge after some tens of
-    iterations and may settle in different local arrangements, ~1% apart in KL at 900
-    points), so the check is on what a user measures over 4 data sets: the KL, no bias
-    (mean relative difference within 0.5%) and each within 2%, and the 10-NN accuracy of
-    the embedding (0.02), on 3 well separated clusters."""
+def _three_clusters(rng, n):
+    centers = rng.standard_normal((3, 10)) * 6
+    y = rng.integers(0, 3, n)
+    return (centers[y] + rng.standard_normal((n, 10))).astype(np.float32), y
+
+
+# Fits of _three_clusters(default_rng(seed), 901), 12 early-exaggeration iterations, float32 P
+# against float64 P: normwise difference of the embeddings, max over seeds 0..4 (Zen 4, the same
+# on its base, AVX2 and AVX-512 loops): FFT 1.52e-5, Barnes-Hut 1.07e-6. That is P's float32
+# rounding (2^-24 relative) amplified by t-SNE's iteration (a mere change of summation order gives
+# 1.3e-5 on FFT, see test_tsne_locality); the bound leaves room for other CPUs' roundings.
+COMPACT_SHORT_FIT_BOUND = {"fft": 1e-4, "barnes_hut": 1e-5}
+
+
+@pytest.mark.parametrize("method", ["fft", "barnes_hut"])
+def test_compact_fit_is_the_float64_fit_on_rounded_p(method, monkeypatch):
+    """A fit on float32 P is, bit for bit, the float64 fit on P's values rounded to float32 (the
+    loops widen each value and sum in float64): storage changes nothing but P's rounding. Against
+    the float64 P itself, the 12-iteration embeddings agree to that rounding, amplified."""
+    import fastrl.manifold.tsne.tsne as tsne_mod
+    from fastrl.manifold import TSNE
+
+    symmetrize64 = tsne_mod.symmetrize
+
+    def rounded(*args, **kw):  # float64 P holding the float32 values
+        return symmetrize64(*args, **{**kw, "dtype": np.float32}).astype(np.float64)
+
+    def fit(X, mode):
+        monkeypatch.setattr(aff, "COMPACT_P_MIN_N", 0 if mode == "compact" else 10**12)
+        monkeypatch.setattr(tsne_mod, "symmetrize", rounded if mode == "rounded" else symmetrize64)
+        t = TSNE(perplexity=20, max_iter=12, random_state=0, n_jobs=1, method=method, neighbors="exact").fit(X)
+        return t._Y64, t.kl_divergence_
+
+    for seed in (0, 4):
+        X, _ = _three_clusters(np.random.default_rng(seed), 901)
+        (Yc, klc), (Yr, klr), (Y64, kl64) = fit(X, "compact"), fit(X, "rounded"), fit(X, "float64")
+        np.testing.assert_array_equal(Yc, Yr)
+        assert klc == klr
+        assert 0 < rel_err(Yc, Y64) <= COMPACT_SHORT_FIT_BOUND[method], rel_err(Yc, Y64)
+
+
+def test_compact_fit_kl_and_accuracy_over_data_sets(rng, monkeypatch):
+    """Whole fits (300 iterations) with float32 P against float64-P fits with the same seed, on 6
+    data sets of 3 clusters: what a user measures, the KL and the 10-NN accuracy. t-SNE amplifies
+    any rounding until the two runs settle in different local arrangements, so the KL differs by
+    chaos, not by bias. Calibrated on a Zen 4 over 10 data sets: float32 P gave relative KL
+    differences of -0.97% .. +3.3% (mean 0.68%); the float64 fit with P perturbed by a relative
+    3e-8 noise (a control of the same size as float32 rounding) gave -1.2% .. +2.0% (mean 0.53%).
+    Bounds: each within 5%, the mean within 2%, the accuracy within 0.02."""
     from fastrl.manifold import TSNE
     from fastrl.metrics import knn_accuracy
     rel = []
-    for _ in range(4):
-        centers = rng.standard_normal((3, 10)) * 6
-        y = rng.integers(0, 3, 900)
-        X = (centers[y] + rng.standard_normal((900, 10))).astype(np.float32)
+    for _ in range(6):
+        X, y = _three_clusters(rng, 900)
         fits = {}
         for compact in (False, True):
             monkeypatch.setattr(aff, "COMPACT_P_MIN_N", 0 if compact else 10**12)
@@ -80,7 +138,7 @@ def test_fit_with_compact_p_matches_float64_fit(rng, monkeypatch):
         rel.append((fits[True][1] - fits[False][1]) / fits[False][1])
         acc = [knn_accuracy(fits[c][0], y, k=10) for c in (False, True)]
         assert abs(acc[0] - acc[1]) <= 0.02 and min(acc) > 0.95
-    assert abs(np.mean(rel)) <= 0.005 and max(map(abs, rel)) <= 0.02, rel
+    assert abs(np.mean(rel)) <= 0.02 and max(map(abs, rel)) <= 0.05, rel
 
 
 def test_permuted_parts_consuming_the_old_p(graph, rng):

@@ -117,8 +117,9 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None, dtype=np.f
 
     Parameters
     ----------
-    indices : ndarray of int64, shape (N, k)
-        kNN indices (self excluded).
+    indices : ndarray of int64 or int32, shape (N, k)
+        kNN indices (self excluded); int32 is used as is (other integer types
+        are converted to int64).
     P_cond : ndarray, shape (N, k)
         Conditional affinities of those neighbours (rows sum to 1).
     dtype : float64 or float32
@@ -133,7 +134,8 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None, dtype=np.f
     check_int32_points(indices if n is None else n, "indices" if n is None else "n", INT32_IDS)
     if np.dtype(dtype) not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    indices = np.asarray(indices)
+    idx = np.ascontiguousarray(indices, dtype=np.int32 if indices.dtype == np.int32 else np.int64)
     Pc = np.ascontiguousarray(P_cond, dtype=np.float64)
     n = idx.shape[0] if n is None else n
     indptr, cols, data = _core().tsne_symmetrize(idx, Pc, _n_jobs(n_jobs), np.dtype(dtype) == np.float32)
