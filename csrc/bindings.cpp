@@ -146,11 +146,11 @@ void def_tsne_attractive(py::module_& m) {
         py::arg("check_indices") = true, py::kw_only(), py::arg("cpu_kernel"), py::arg("gather") = "auto");
 }
 
-// tsne_symmetrize(nbr [n, k] of I, Pc [n, k] float64, n_jobs, compact) -> (indptr, indices, data)
-template <typename I>
+// tsne_symmetrize(nbr [n, k] of I, Pc [n, k] of V, n_jobs, compact) -> (indptr, indices, data)
+template <typename I, typename V>
 void def_tsne_symmetrize(py::module_& m) {
   m.def("tsne_symmetrize",
-        [](CArray<I> nbr, CArray<double> Pc, int n_jobs, bool compact) {
+        [](CArray<I> nbr, CArray<V> Pc, int n_jobs, bool compact) {
           if (nbr.ndim() != 2 || Pc.ndim() != 2 || nbr.shape(0) != Pc.shape(0) ||
               nbr.shape(1) != Pc.shape(1))
             throw std::invalid_argument("nbr and Pc must be 2-D of the same shape");
@@ -161,7 +161,7 @@ void def_tsne_symmetrize(py::module_& m) {
             if (np_[e] < 0 || np_[e] >= n) throw std::invalid_argument("nbr holds an index out of range");
           py::array_t<int64_t> indptr(n + 1);
           int64_t* ip = indptr.mutable_data();
-          const double* pp = Pc.data();
+          const V* pp = Pc.data();
           py::array_t<int32_t> indices;
           py::object data;
           // the arrays are made once the count is known, under the GIL
@@ -176,7 +176,7 @@ void def_tsne_symmetrize(py::module_& m) {
               return std::make_pair(indices.mutable_data(), dp);
             };
             py::gil_scoped_release release;
-            tsne_symmetrize<T, I>(np_, pp, n, k, ip, alloc, n_jobs);
+            tsne_symmetrize<T, I, V>(np_, pp, n, k, ip, alloc, n_jobs);
           };
           if (compact) run(float{}); else run(double{});
           return py::make_tuple(indptr, indices, data);
@@ -318,9 +318,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("D"), py::arg("perplexity"), py::arg("tol"), py::arg("max_iter"), py::arg("P"),
         py::arg("beta"), py::arg("n_jobs") = 0);
 
-  // the Python wrapper passes int32 or int64 ids exactly (each binds without a copy)
-  def_tsne_symmetrize<int32_t>(m);
-  def_tsne_symmetrize<int64_t>(m);
+  // the Python wrapper passes int32 or int64 ids and float32 or float64 Pc exactly (each binds without a copy)
+  def_tsne_symmetrize<int32_t, float>(m);
+  def_tsne_symmetrize<int32_t, double>(m);
+  def_tsne_symmetrize<int64_t, float>(m);
+  def_tsne_symmetrize<int64_t, double>(m);
 
   def_tsne_attractive<double>(m);  // first: other dtypes convert to float64
   def_tsne_attractive<float>(m);

@@ -43,9 +43,10 @@ int64_t tsne_perplexity(const float* D, int64_t n, int k, double perplexity,
 // and data [nnz] the second writes (called once, from the calling thread).
 template <typename T>
 using SymAlloc = std::function<std::pair<int32_t*, T*>(int64_t)>;
-// nbr: int64 or int32 ids (int32: half the bytes of the graph held while P is built).
-template <typename T, typename I>
-void tsne_symmetrize(const I* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+// nbr: int64 or int32 ids (int32: half the bytes of the graph held while P is built);
+// Pc: float64, or float32 (V) where P is stored in float32 anyway.
+template <typename T, typename I, typename V>
+void tsne_symmetrize(const I* nbr, const V* Pc, int64_t n, int k, int64_t* indptr,
                      const SymAlloc<T>& alloc, int n_jobs);
 
 // Attractive forces out[i] = exaggeration * A_i, rows of P against the points

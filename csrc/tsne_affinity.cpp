@@ -96,11 +96,11 @@ Transposed<Pos> transpose(const I* nbr, int64_t n, int k) {
 
 // Merge row i's out-edges (sorted copy) and in-edges into sorted unique
 // columns; calls emit(col, value_out, value_in) per column.
-template <typename Pos, typename I, typename Emit>
-void merge_row(const I* nbr, const double* Pc, int k, int64_t i, const Transposed<Pos>& t,
+template <typename Pos, typename I, typename V, typename Emit>
+void merge_row(const I* nbr, const V* Pc, int k, int64_t i, const Transposed<Pos>& t,
                std::vector<std::pair<int64_t, double>>& out, Emit emit) {
   out.clear();
-  for (int j = 0; j < k; ++j) out.emplace_back(int64_t(nbr[i * k + j]), Pc ? Pc[i * k + j] : 0.0);
+  for (int j = 0; j < k; ++j) out.emplace_back(int64_t(nbr[i * k + j]), Pc ? double(Pc[i * k + j]) : 0.0);
   std::sort(out.begin(), out.end());
   size_t a = 0;
   int64_t b = t.ptr[i];
@@ -108,16 +108,17 @@ void merge_row(const I* nbr, const double* Pc, int k, int64_t i, const Transpose
   while (a < out.size() || b < bend) {
     int64_t ca = a < out.size() ? out[a].first : std::numeric_limits<int64_t>::max();
     int64_t cb = b < bend ? int64_t(t.pos[b]) / k : std::numeric_limits<int64_t>::max();
-    double pin = (b < bend && Pc) ? Pc[t.pos[b]] : 0.0;
+    double pin = (b < bend && Pc) ? double(Pc[t.pos[b]]) : 0.0;
     if (ca == cb) { emit(ca, out[a].second, pin); ++a; ++b; }
     else if (ca < cb) { emit(ca, out[a].second, 0.0); ++a; }
     else { emit(cb, 0.0, pin); ++b; }
   }
 }
 
-// One transpose for both passes: count (indptr), allocate, fill.
-template <typename Pos, typename T, typename I>
-void symmetrize_with(const I* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+// One transpose for both passes: count (indptr), allocate, fill. Pc's values
+// (float64, or float32 where P is compact) are summed in float64, rounded once to T.
+template <typename Pos, typename T, typename I, typename V>
+void symmetrize_with(const I* nbr, const V* Pc, int64_t n, int k, int64_t* indptr,
                      const SymAlloc<T>& alloc, int n_jobs) {
   const Transposed<Pos> t = transpose<Pos, I>(nbr, n, k);
   const int threads = tsne_threads(n_jobs, n * int64_t(k) * 8);
@@ -128,7 +129,7 @@ void symmetrize_with(const I* nbr, const double* Pc, int64_t n, int k, int64_t* 
 #pragma omp for schedule(dynamic, 512)
     for (int64_t i = 0; i < n; ++i) {
       int64_t c = 0;
-      merge_row(nbr, static_cast<const double*>(nullptr), k, i, t, buf, [&](int64_t, double, double) { ++c; });
+      merge_row(nbr, static_cast<const V*>(nullptr), k, i, t, buf, [&](int64_t, double, double) { ++c; });
       indptr[i + 1] = c;
     }
   }
@@ -154,21 +155,23 @@ void symmetrize_with(const I* nbr, const double* Pc, int64_t n, int k, int64_t* 
 
 }  // namespace
 
-template <typename T, typename I>
-void tsne_symmetrize(const I* nbr, const double* Pc, int64_t n, int k, int64_t* indptr,
+template <typename T, typename I, typename V>
+void tsne_symmetrize(const I* nbr, const V* Pc, int64_t n, int k, int64_t* indptr,
                      const SymAlloc<T>& alloc, int n_jobs) {
   if (n * int64_t(k) < (int64_t(1) << 31))
-    symmetrize_with<int32_t, T, I>(nbr, Pc, n, k, indptr, alloc, n_jobs);
+    symmetrize_with<int32_t, T, I, V>(nbr, Pc, n, k, indptr, alloc, n_jobs);
   else
-    symmetrize_with<int64_t, T, I>(nbr, Pc, n, k, indptr, alloc, n_jobs);
+    symmetrize_with<int64_t, T, I, V>(nbr, Pc, n, k, indptr, alloc, n_jobs);
 }
 
-#define FASTRL_SYM_INST(T, I) \
-  template void tsne_symmetrize<T, I>(const I*, const double*, int64_t, int, int64_t*, const SymAlloc<T>&, int);
-FASTRL_SYM_INST(double, int64_t)
-FASTRL_SYM_INST(float, int64_t)
-FASTRL_SYM_INST(double, int32_t)
-FASTRL_SYM_INST(float, int32_t)
+#define FASTRL_SYM_INST(T, I, V) \
+  template void tsne_symmetrize<T, I, V>(const I*, const V*, int64_t, int, int64_t*, const SymAlloc<T>&, int);
+#define FASTRL_SYM_INST_V(T, I) FASTRL_SYM_INST(T, I, double) FASTRL_SYM_INST(T, I, float)
+FASTRL_SYM_INST_V(double, int64_t)
+FASTRL_SYM_INST_V(float, int64_t)
+FASTRL_SYM_INST_V(double, int32_t)
+FASTRL_SYM_INST_V(float, int32_t)
+#undef FASTRL_SYM_INST_V
 #undef FASTRL_SYM_INST
 
 }  // namespace fastrl

@@ -53,6 +53,23 @@ def test_symmetrize_int32_ids_match_int64(graph, dtype):
         symmetrize(bad, Pc, dtype=dtype)
 
 
+def test_float32_conditional_p(graph):
+    """A float32 conditional P (what the fit passes where P is float32: half its bytes) is
+    widened value by value and summed in float64: bit for bit the float64 symmetrisation of the
+    same values, and within 2 float32 ulps of the float64 P."""
+    idx, Pc = graph
+    Pc32 = Pc.astype(np.float32)
+    P = symmetrize(idx.astype(np.int32), Pc32, dtype=np.float32)
+    same = symmetrize(idx, Pc32.astype(np.float64), dtype=np.float32)
+    P64 = symmetrize(idx, Pc)
+    assert P.dtype == np.float32
+    for a, b in ((P.indptr, same.indptr), (P.indices, same.indices), (P.data, same.data)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(P.indices, P64.indices)
+    np.testing.assert_allclose(P.data, P64.data, rtol=2 * 2.0**-24, atol=0)
+    assert abs(P.data.sum(dtype=np.float64) - 1.0) < 1e-6
+
+
 def test_symmetrize_rejects_other_dtypes(graph):
     with pytest.raises(ValueError, match="dtype"):
         symmetrize(*graph, dtype=np.float16)
@@ -92,16 +109,17 @@ COMPACT_SHORT_FIT_BOUND = {"fft": 1e-4, "barnes_hut": 1e-5}
 
 @pytest.mark.parametrize("method", ["fft", "barnes_hut"])
 def test_compact_fit_is_the_float64_fit_on_rounded_p(method, monkeypatch):
-    """A fit on float32 P is, bit for bit, the float64 fit on P's values rounded to float32 (the
-    loops widen each value and sum in float64): storage changes nothing but P's rounding. Against
+    """A fit on float32 P (from a float32 conditional P) is, bit for bit, the float64 fit on the
+    same float32 values (the loops widen each value and sum in float64): storage changes nothing
+    but P's rounding. Against
     the float64 P itself, the 12-iteration embeddings agree to that rounding, amplified."""
     import fastrl.manifold.tsne.tsne as tsne_mod
     from fastrl.manifold import TSNE
 
     symmetrize64 = tsne_mod.symmetrize
 
-    def rounded(*args, **kw):  # float64 P holding the float32 values
-        return symmetrize64(*args, **{**kw, "dtype": np.float32}).astype(np.float64)
+    def rounded(idx, Pc, *args, **kw):  # float64 P holding the compact fit's float32 values
+        return symmetrize64(idx, Pc.astype(np.float32), *args, **{**kw, "dtype": np.float32}).astype(np.float64)
 
     def fit(X, mode):
         monkeypatch.setattr(aff, "COMPACT_P_MIN_N", 0 if mode == "compact" else 10**12)

@@ -120,10 +120,13 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None, dtype=np.f
     indices : ndarray of int64 or int32, shape (N, k)
         kNN indices (self excluded); int32 is used as is (other integer types
         are converted to int64).
-    P_cond : ndarray, shape (N, k)
-        Conditional affinities of those neighbours (rows sum to 1).
+    P_cond : ndarray of float64 or float32, shape (N, k)
+        Conditional affinities of those neighbours (rows sum to 1); float32 is
+        used as is (what the fit passes where ``dtype`` is float32: half the
+        bytes while P is built, each value then rounded twice, within 2 float32
+        ulps of the float64 result), others are converted to float64.
     dtype : float64 or float32
-        Storage of the values, each computed in float64 (float32: 8 bytes an
+        Storage of the values, each summed in float64 (float32: 8 bytes an
         edge with its int32 column id instead of 12).
 
     Returns
@@ -136,7 +139,8 @@ def symmetrize(indices, P_cond, n: int | None = None, *, n_jobs=None, dtype=np.f
         raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
     indices = np.asarray(indices)
     idx = np.ascontiguousarray(indices, dtype=np.int32 if indices.dtype == np.int32 else np.int64)
-    Pc = np.ascontiguousarray(P_cond, dtype=np.float64)
+    P_cond = np.asarray(P_cond)
+    Pc = np.ascontiguousarray(P_cond, dtype=np.float32 if P_cond.dtype == np.float32 else np.float64)
     n = idx.shape[0] if n is None else n
     indptr, cols, data = _core().tsne_symmetrize(idx, Pc, _n_jobs(n_jobs), np.dtype(dtype) == np.float32)
     return sp.csr_matrix((data, cols, indptr), shape=(n, n))

@@ -13,7 +13,7 @@ int32 column + a value of ``v`` = 8 bytes, or 4 where P is compact: from
 * ``init``: PCA initialisation, a float64 copy of X and its centred copy, ``2 N D 8``;
 * ``knn``: the kNN graph (int64 ids + float64 distances) and the work arrays of
   its construction (as much again), ``2 N k 16``;
-* ``affinities``: the int32 kNN ids and the conditional P (``N k 12``), the
+* ``affinities``: the int32 kNN ids and the conditional P, stored like P's values (``N k (4 + v)``), the
   symmetrisation's transposed graph (``N k 4``, ``N k 8`` from 2^31 edges on)
   and the joint P;
 * ``optimizer``: P, the largest of its arrays again while the re-ordering
@@ -145,7 +145,7 @@ def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_nei
         p_bytes = 2 * n * k * (4 + v) + (n + 1) * 8
         pos = 4 if n * k < 2**31 else 8
         parts["knn"] = 2 * n * k * 16
-        parts["affinities"] = n * k * (12 + pos) + p_bytes
+        parts["affinities"] = n * k * (4 + v + pos) + p_bytes
         parts["optimizer"] = (p_bytes + (2 * n * k * max(4, v) if reorder else 0) + per_point
                               + (_fft_bytes(n) if method == "fft" else 0))
     parts["peak"] = parts["data"] + max(parts["init"], parts["knn"], parts["affinities"], parts["optimizer"])
