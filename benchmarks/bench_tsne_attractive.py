@@ -4,12 +4,17 @@ portable scalar loop (``use_cpu_kernel("base")``); the SIMD loops also with
 P stored in float32 (``CSRParts(P, dtype=np.float32)``, float64 arithmetic).
 
     python benchmarks/bench_tsne_attractive.py                # MNIST 70k P + random 1M graph
-    options: --repeat 15, --n-large 1000000, --k-large 90, --n-jobs 1 2, --skip-large
+    options: --repeat 15, --n-large 1000000, --k-large 90, --n-jobs 1 2, --skip-large,
+             --fit-order (also the MNIST P as a fit holds it), --name (results file)
 
 Graphs: the joint P of MNIST (PCA-50, perplexity 30, k = 90, symmetrised:
 ~125 edges per row) with a random 2-D Y, and N = --n-large points with
 --k-large uniformly random neighbours per row (sorted, as CSR holds them) and
-a random 2-D Y: the random-read regime, Y (16 MB at 1M) far beyond L2. One
+a random 2-D Y: the random-read regime, Y (16 MB at 1M) far beyond L2. With
+--fit-order also ``mnist70k_fit``: the MNIST P and Y = its t-SNE embedding
+(fastrl, 750 iterations), both in the Hilbert order of that embedding, as the
+fit's re-ordering keeps them from 60 000 points on (neighbours close in
+memory: the regime of the fit's own attractive phase). One
 call of ``attractive_forces`` per timing (P converted and checked once),
 loops interleaved round-robin, min and median over --repeat rounds; ratios
 are taken per round (same load) against the same build's hardware-gather
@@ -36,6 +41,19 @@ def mnist_graph():
     return joint_probabilities(pca50(X), 30.0)
 
 
+def fit_ordered(P):
+    """(P, Y) permuted into the Hilbert order of Y, the t-SNE embedding of P's data."""
+    from bench_tsne import pca50
+
+    from fastrl.datasets import load_mnist
+    from fastrl.manifold import TSNE
+    from fastrl.manifold.tsne.locality import permute_csr, spatial_order
+    X, _ = load_mnist()
+    Y = TSNE(perplexity=30, max_iter=750, n_jobs=2, random_state=0).fit_transform(pca50(X))
+    perm = spatial_order(Y)
+    return permute_csr(P, perm), np.ascontiguousarray(Y[perm], dtype=np.float64)
+
+
 def random_graph(n: int, k: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.integers(0, n, size=(n, k), dtype=np.int32), axis=1)
@@ -55,11 +73,12 @@ def loops():
     return out
 
 
-def bench(name: str, P, repeat: int, n_jobs: int) -> dict:
+def bench(name: str, P, repeat: int, n_jobs: int, Y=None) -> dict:
     import fastrl
     from fastrl.manifold.tsne.gradients import CSRParts, attractive_forces
     parts = {"float64": CSRParts(P), "float32": CSRParts(P, dtype=np.float32)}
-    Y = np.random.default_rng(1).normal(scale=10.0, size=(P.shape[0], 2))
+    if Y is None:
+        Y = np.random.default_rng(1).normal(scale=10.0, size=(P.shape[0], 2))
 
     def case(kern, gather, p_dtype):
         def run():
@@ -104,24 +123,29 @@ def main():
     ap.add_argument("--k-large", type=int, default=90)
     ap.add_argument("--n-jobs", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--fit-order", action="store_true")
+    ap.add_argument("--name", default="tsne_attractive", help="results/<name>.json")
     args = ap.parse_args()
     import fastrl
     from fastrl import _C
     t0 = time.perf_counter()
     graphs = {"mnist70k": mnist_graph()}
     print(f"MNIST P: {graphs['mnist70k'].nnz} edges ({time.perf_counter() - t0:.1f} s)", flush=True)
+    embeddings = {}
+    if args.fit_order:
+        graphs["mnist70k_fit"], embeddings["mnist70k_fit"] = fit_ordered(graphs["mnist70k"])
     if not args.skip_large:
         graphs[f"random{args.n_large}_k{args.k_large}"] = random_graph(args.n_large, args.k_large)
     rows = []
     for name, P in graphs.items():
         for n_jobs in args.n_jobs:
-            rows += bench(name, P, args.repeat, n_jobs)["rows"]
+            rows += bench(name, P, args.repeat, n_jobs, embeddings.get(name))["rows"]
             print_table(rows[-(2 * len(loops()) - 1):], ["graph", "n_jobs", "loop", "P_dtype", "min_ms", "median_ms",
                                                          "ns_per_edge", "ratio_vs_hw_min", "ratio_vs_hw_median"],
                         title=name)
     payload = {"repeat": args.repeat, "auto_gather": _C.gather_mode_name("auto"),
                "auto_loop": fastrl.backend_info()["tsne_attractive"], "rows": rows}
-    write_results("tsne_attractive", payload)
+    write_results(args.name, payload)
 
 
 if __name__ == "__main__":

@@ -74,10 +74,14 @@ enum class GatherMode : int { kHw = 0, kScalar = 1 };
 
 inline const char* gather_mode_str(GatherMode g) { return g == GatherMode::kScalar ? "scalar" : "hw"; }
 
-// Whether this CPU's vgatherdpd is microcoded and slower than scalar loads:
-// AMD (and Hygon) before family 0x19, and Zen 3 (family 0x19, models
-// 0x00-0x0F and 0x20-0x5F; Zen 4 is 0x10-0x1F, 0x60-0x7F, 0xA0-0xAF).
-// Measured on a Zen 3 (family 0x19 model 0x01): scalar loads 1.5x faster.
+// Whether this CPU's vgatherdpd is slower than scalar loads: AMD (and Hygon)
+// up to family 0x19 (Zen 1-4). Measured (benchmarks/bench_tsne_attractive.py)
+// on a Zen 3 (family 0x19 model 0x01: scalar loads 1.5x faster,
+// tsne_attractive.json) and on a Zen 4 (model 0x11, where vgatherdpd is not
+// microcoded but still loses: 0.64-0.81x the time on the MNIST P in a fit's
+// order, about 0.5x on a random 1M graph, median per-round ratios over the
+// AVX2 and AVX-512 builds and 1-2 threads, tsne_attractive_zen4.json). Zen 5 (0x1A) and
+// Intel are unmeasured and keep hardware gathers.
 inline bool cpu_slow_gather() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -92,9 +96,7 @@ inline bool cpu_slow_gather() {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   const unsigned base = (a >> 8) & 0xF;
   const unsigned family = base + (base == 0xF ? (a >> 20) & 0xFF : 0);
-  const unsigned model = ((a >> 4) & 0xF) | (base == 0xF ? ((a >> 16) & 0xF) << 4 : 0);
-  if (family < 0x19) return true;
-  return family == 0x19 && (model <= 0x0F || (model >= 0x20 && model <= 0x5F));
+  return family <= 0x19;
 #else
   return false;
 #endif

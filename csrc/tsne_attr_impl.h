@@ -12,8 +12,9 @@
 // * kHw: hardware gathers (vgatherdpd; j doubled into an int32 index, so
 //   Yref must have < 2^30 rows);
 // * kScalar: one 16-byte load of (x_j, y_j) per edge, the pairs interleaved
-//   into the x and y lanes by shuffles. Faster where vgatherdpd is microcoded
-//   (AMD Zen 1-3: 1.5x on a Zen 3, benchmarks/results/tsne_attractive.json).
+//   into the x and y lanes by shuffles. Faster on AMD Zen 1-4 (1.5x on a
+//   Zen 3, where vgatherdpd is microcoded, benchmarks/results/
+//   tsne_attractive.json; 1.2-1.6x on a Zen 4, tsne_attractive_zen4.json).
 #include <immintrin.h>
 
 #include <cstdint>

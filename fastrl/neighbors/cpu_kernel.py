@@ -181,7 +181,8 @@ def use_gather(name: str) -> Iterator[str]:
     name : {"auto", "hw", "scalar"}
         ``"hw"``: hardware gathers (``vgatherdpd``); ``"scalar"``: one scalar
         load per neighbour; ``"auto"``: scalar on CPUs with slow gathers (AMD
-        before family 0x19 and Zen 3), hardware gathers elsewhere.
+        and Hygon up to family 0x19, Zen 1-4: measured on a Zen 3 and a Zen
+        4), hardware gathers elsewhere.
 
     Yields
     ------
