@@ -32,24 +32,24 @@ import scipy.sparse as sp
 from _common import interleaved, print_table, write_results
 
 
-def mnist_graph():
+def mnist_pca50():
     from bench_tsne import pca50
 
     from fastrl.datasets import load_mnist
-    from fastrl.manifold.tsne.affinities import joint_probabilities
     X, _ = load_mnist()
-    return joint_probabilities(pca50(X), 30.0)
+    return pca50(X)
 
 
-def fit_ordered(P):
-    """(P, Y) permuted into the Hilbert order of Y, the t-SNE embedding of P's data."""
-    from bench_tsne import pca50
+def mnist_graph(X):
+    from fastrl.manifold.tsne.affinities import joint_probabilities
+    return joint_probabilities(X, 30.0)
 
-    from fastrl.datasets import load_mnist
+
+def fit_ordered(P, X):
+    """(P, Y) permuted into the Hilbert order of Y, the t-SNE embedding of X (P's data)."""
     from fastrl.manifold import TSNE
     from fastrl.manifold.tsne.locality import permute_csr, spatial_order
-    X, _ = load_mnist()
-    Y = TSNE(perplexity=30, max_iter=750, n_jobs=2, random_state=0).fit_transform(pca50(X))
+    Y = TSNE(perplexity=30, max_iter=750, n_jobs=2, random_state=0).fit_transform(X)
     perm = spatial_order(Y)
     return permute_csr(P, perm), np.ascontiguousarray(Y[perm], dtype=np.float64)
 
@@ -129,11 +129,12 @@ def main():
     import fastrl
     from fastrl import _C
     t0 = time.perf_counter()
-    graphs = {"mnist70k": mnist_graph()}
+    X = mnist_pca50()
+    graphs = {"mnist70k": mnist_graph(X)}
     print(f"MNIST P: {graphs['mnist70k'].nnz} edges ({time.perf_counter() - t0:.1f} s)", flush=True)
     embeddings = {}
     if args.fit_order:
-        graphs["mnist70k_fit"], embeddings["mnist70k_fit"] = fit_ordered(graphs["mnist70k"])
+        graphs["mnist70k_fit"], embeddings["mnist70k_fit"] = fit_ordered(graphs["mnist70k"], X)
     if not args.skip_large:
         graphs[f"random{args.n_large}_k{args.k_large}"] = random_graph(args.n_large, args.k_large)
     rows = []

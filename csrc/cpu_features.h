@@ -80,8 +80,8 @@ inline const char* gather_mode_str(GatherMode g) { return g == GatherMode::kScal
 // tsne_attractive.json) and on a Zen 4 (model 0x11, where vgatherdpd is not
 // microcoded but still loses: 0.64-0.81x the time on the MNIST P in a fit's
 // order, about 0.5x on a random 1M graph, median per-round ratios over the
-// AVX2 and AVX-512 builds and 1-2 threads, tsne_attractive_zen4.json). Zen 5 (0x1A) and
-// Intel are unmeasured and keep hardware gathers.
+// AVX2 and AVX-512 builds and 1-2 threads, tsne_attractive_zen4.json).
+// Zen 5 (0x1A) and Intel are unmeasured and keep hardware gathers.
 inline bool cpu_slow_gather() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;

@@ -111,8 +111,8 @@ COMPACT_SHORT_FIT_BOUND = {"fft": 1e-4, "barnes_hut": 1e-5}
 def test_compact_fit_is_the_float64_fit_on_rounded_p(method, monkeypatch):
     """A fit on float32 P (from a float32 conditional P) is, bit for bit, the float64 fit on the
     same float32 values (the loops widen each value and sum in float64): storage changes nothing
-    but P's rounding. Against
-    the float64 P itself, the 12-iteration embeddings agree to that rounding, amplified."""
+    but P's rounding. Against the float64 P itself, the 12-iteration embeddings agree to that
+    rounding, amplified."""
     import fastrl.manifold.tsne.tsne as tsne_mod
     from fastrl.manifold import TSNE
 
