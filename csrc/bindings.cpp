@@ -7,6 +7,7 @@
 // the one in use), parsed before the GIL is released: the core never reads
 // the environment. tsne_attractive also takes gather ("auto", "hw", "scalar",
 // the same module's FASTRL_GATHER / use_gather).
+#include <pybind11/complex.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -71,14 +72,15 @@ void def_fft_grid_ops(py::module_& m) {
             throw std::invalid_argument("give charges or the centre of t-SNE's charges (1, y - centre)");
           }
           const int g = 3 * n_boxes;
-          if (n_boxes < 1 || grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) != g ||
+          if (n_boxes < 1 || grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) < g ||
               !grid.writeable())
-            throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, 3 n_boxes] array");
+            throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, >= 3 n_boxes] array");
           T* gp = grid.mutable_data();
           const double* yp = Y.data();
           const double c2[2] = {centre ? centre->first : 0.0, centre ? centre->second : 0.0};
+          const int64_t ld = grid.shape(2);
           py::gil_scoped_release release;
-          tsne_fft_spread<T>(yp, n, lo, h, n_boxes, cp, nc, c2, gp, n_jobs);
+          tsne_fft_spread<T>(yp, n, lo, h, n_boxes, cp, nc, c2, gp, ld, n_jobs);
         },
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("charges"),
         py::arg("grid"), py::arg("n_jobs") = 0, py::arg("centre") = py::none());
@@ -109,6 +111,21 @@ void def_fft_grid_ops(py::module_& m) {
         },
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
         py::arg("out"), py::arg("n_jobs") = 0, py::arg("centre") = py::none());
+
+  // spec [nc, m, mh] complex (in place) *= fk[0]; returns the Parseval sum with fk[1].
+  m.def("tsne_fft_spectral",
+        [](CArray<std::complex<T>> spec, CArray<T> fk, int n_jobs) {
+          if (spec.ndim() != 3 || fk.ndim() != 3 || fk.shape(0) != 2 || fk.shape(1) != spec.shape(1) ||
+              fk.shape(2) != spec.shape(2) || spec.shape(0) < 1 || !spec.writeable())
+            throw std::invalid_argument("spec must be a writeable [nc, m, mh] array and fk [2, m, mh]");
+          const int nc = int(spec.shape(0));
+          const int64_t m = spec.shape(1), mh = spec.shape(2);
+          std::complex<T>* sp = spec.mutable_data();
+          const T* kp = fk.data();
+          py::gil_scoped_release release;
+          return tsne_fft_spectral<T>(sp, nc, m, mh, kp, n_jobs);
+        },
+        py::arg("spec"), py::arg("fk"), py::arg("n_jobs") = 0);
 }
 
 // Attractive forces over a float64 or float32 P (one overload each: the

@@ -12,6 +12,7 @@
 // u_ij = (1 + d_ij^2 / dof)^(-1); then dKL/dy_i / 4 = A_i - R_i / Z.
 #pragma once
 #include <algorithm>
+#include <complex>
 #include <cstdint>
 #include <functional>
 #include <utility>
@@ -99,12 +100,18 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
 // FFT-interpolation helpers (dim == 2): a uniform grid of g = 3 * n_boxes nodes
 // per axis, node t at lo + (t + 0.5) * h, Lagrange interpolation with the 3
 // nodes of each point's box (box width 3h).
-// Spread: grid [nc, g, g] (zeroed here) += L(y_i) * charges[i, c]; T is the
-// grid's type (float32 feeds the single-precision transforms directly).
+// Spread: grid [nc, g, ld] (ld >= g; zeroed here, the padding columns g..ld
+// included) += L(y_i) * charges[i, c]; T is the grid's type (float32 feeds
+// the single-precision transforms directly).
 // charges == nullptr: t-SNE's charges (1, y_i - centre), nc == 3.
 template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, const double* centre, T* grid, int n_jobs);
+                     const double* charges, int nc, const double* centre, T* grid, int64_t ld, int n_jobs);
+// Spectral step: spec [nc, m, mh] (half spectra of the charge grids) *= fk[0]
+// per channel, fk [2, m, mh] the real kernel spectra (K_rep, K_z); returns
+// sum_f |spec_0(f)|^2 fk[1](f) / m^2 over the full spectrum (Parseval).
+template <typename T>
+double tsne_fft_spectral(std::complex<T>* spec, int nc, int64_t m, int64_t mh, const T* fk, int n_jobs);
 // Gather: phi[i, c] = sum over the 9 nodes L(y_i) * pot[c, node], node (r, s)
 // of channel c at pot[c * ch_stride + r * row_stride + s] (a view of a padded
 // inverse transform, read in place). out [n, nc] = phi, or with centre given

@@ -3,6 +3,7 @@
 // gains-and-momentum update step.
 #include <algorithm>
 #include <cmath>
+#include <complex>
 #include <vector>
 
 #include "common.h"
@@ -122,8 +123,6 @@ template double tsne_attractive<float>(const int64_t*, const int32_t*, const flo
 
 namespace {
 
-inline int sign(double x) { return (x > 0) - (x < 0); }
-
 // One axis of the interpolation grid: boxes of width 3h from lo, 3 equispaced
 // Lagrange nodes per box at 1/6, 1/2, 5/6 of its width. With u the position in
 // the box (0..1) and d_a = u - 1/6, d_b = u - 1/2, d_c = u - 5/6:
@@ -173,13 +172,14 @@ struct Charges {
 
 // Adds point i's 9 node weights times its charges to the grid planes.
 template <int NC, typename T>
-inline void spread_point(const GridAxis& ax, const double* y, const double* q, int nc, int g, int64_t gg, T* grid) {
+inline void spread_point(const GridAxis& ax, const double* y, const double* q, int nc, int64_t ld, int64_t gg,
+                         T* grid) {
   double Lx[3], Ly[3];
   const int bx = ax.locate(y[0], Lx);
   const int by = ax.locate(y[1], Ly);
   const int ncc = NC ? NC : nc;
   for (int b = 0; b < 3; ++b) {
-    T* row = grid + int64_t(3 * by + b) * g + 3 * bx;
+    T* row = grid + int64_t(3 * by + b) * ld + 3 * bx;
     for (int a = 0; a < 3; ++a) {
       const double w = Lx[a] * Ly[b];
       for (int c = 0; c < ncc; ++c) row[c * gg + a] += T(w * q[c]);
@@ -189,9 +189,9 @@ inline void spread_point(const GridAxis& ax, const double* y, const double* q, i
 
 template <int NC, typename T>
 void spread_bands(const double* Y, int64_t n, const GridAxis& ax, const Charges<NC>& ch, int nc, T* grid,
-                  int threads) {
+                  int64_t ld, int threads) {
   const int n_boxes = ax.n_boxes, g = 3 * n_boxes;
-  const int64_t gg = int64_t(g) * g;
+  const int64_t gg = int64_t(g) * ld;
   // Pass 1 (parallel): each point's box row, and per-thread counts per box row.
   std::vector<int32_t> brow(n);
   std::vector<int64_t> count(size_t(threads) * (n_boxes + 1), 0);
@@ -224,12 +224,12 @@ void spread_bands(const double* Y, int64_t n, const GridAxis& ax, const Charges<
     // order: the same sums, bit for bit, whatever the thread count.
     const int b0 = band[tid], b1 = band[tid + 1];
     for (int c = 0; c < nc; ++c)
-      std::fill(grid + c * gg + int64_t(3 * b0) * g, grid + c * gg + int64_t(3 * b1) * g, T(0));
+      std::fill(grid + c * gg + int64_t(3 * b0) * ld, grid + c * gg + int64_t(3 * b1) * ld, T(0));
     double q[8];
     for (int64_t i = 0; i < n; ++i) {
       if (brow[i] < b0 || brow[i] >= b1) continue;
       ch.get(i, q);
-      spread_point<NC>(ax, Y + 2 * i, q, nc, g, gg, grid);
+      spread_point<NC>(ax, Y + 2 * i, q, nc, ld, gg, grid);
     }
   }
 }
@@ -242,18 +242,18 @@ void spread_bands(const double* Y, int64_t n, const GridAxis& ax, const Charges<
 // charge (locate, weights, 9 updates).
 template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, const double* centre, T* grid, int n_jobs) {
+                     const double* charges, int nc, const double* centre, T* grid, int64_t ld, int n_jobs) {
   const int threads = std::max(1, std::min(tsne_threads(n_jobs, n * 64 * int64_t(nc)), n_boxes));
   const GridAxis ax(lo, h, n_boxes);
   if (!charges) {  // t-SNE's charges (1, y - centre)
     const Charges<3> ch{nullptr, Y, centre[0], centre[1], 3};
-    spread_bands<3>(Y, n, ax, ch, 3, grid, threads);
+    spread_bands<3>(Y, n, ax, ch, 3, grid, ld, threads);
   } else if (nc == 3) {
     const Charges<3> ch{charges, Y, 0.0, 0.0, 3};
-    spread_bands<3>(Y, n, ax, ch, 3, grid, threads);
+    spread_bands<3>(Y, n, ax, ch, 3, grid, ld, threads);
   } else {
     const Charges<0> ch{charges, Y, 0.0, 0.0, nc};
-    spread_bands<0>(Y, n, ax, ch, nc, grid, threads);
+    spread_bands<0>(Y, n, ax, ch, nc, grid, ld, threads);
   }
 }
 
@@ -285,43 +285,97 @@ void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxe
 }
 
 template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int,
-                                     const double*, float*, int);
+                                     const double*, float*, int64_t, int);
 template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int,
-                                      const double*, double*, int);
+                                      const double*, double*, int64_t, int);
+
+// Spectral step of the convolution. With S_c the half spectra (rFFT along the
+// last axis, M x (M/2 + 1)) of the charge grids and K_r, K_z the real spectra
+// of the kernels: S_c *= K_r for every channel, and Parseval gives
+//   sum_{p,q} (K_z * grid_0)[p, q] grid_0[p, q] = sum_f |S_0(f)|^2 K_z(f) / M^2
+// over the full spectrum: interior half-spectrum columns count twice (the
+// column M/2 of an even M once). Rows are summed one by one in float64 and
+// added in row order: the same sum whatever the thread count.
+template <typename T>
+double tsne_fft_spectral(std::complex<T>* spec, int nc, int64_t m, int64_t mh, const T* fk, int n_jobs) {
+  const int64_t plane = m * mh;
+  std::vector<double> rows(m, 0.0);
+  const bool last_once = 2 * (mh - 1) == m;
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, plane * (nc + 2) * 4)) schedule(static)
+  for (int64_t r = 0; r < m; ++r) {
+    const T* kr = fk + r * mh;
+    const T* kz = fk + plane + r * mh;
+    std::complex<T>* s0 = spec + r * mh;
+    double acc = 0.0;
+    for (int64_t f = 0; f < mh; ++f) {
+      const double re = s0[f].real(), im = s0[f].imag();
+      const double w = (f == 0 || (last_once && f == mh - 1)) ? 1.0 : 2.0;
+      acc += w * (re * re + im * im) * double(kz[f]);
+    }
+    rows[r] = acc;
+    for (int c = 0; c < nc; ++c) {
+      T* sc = reinterpret_cast<T*>(spec + c * plane + r * mh);
+#pragma omp simd
+      for (int64_t f = 0; f < mh; ++f) {
+        sc[2 * f] *= kr[f];
+        sc[2 * f + 1] *= kr[f];
+      }
+    }
+  }
+  double total = 0.0;
+  for (int64_t r = 0; r < m; ++r) total += rows[r];
+  return total / (double(m) * double(m));
+}
+
+template double tsne_fft_spectral<float>(std::complex<float>*, int, int64_t, int64_t, const float*, int);
+template double tsne_fft_spectral<double>(std::complex<double>*, int, int64_t, int64_t, const double*, int);
 template void tsne_fft_gather<float>(const double*, int64_t, double, double, int, const float*, int, int64_t, int64_t,
                                      const double*, double*, int);
 template void tsne_fft_gather<double>(const double*, int64_t, double, double, int, const double*, int, int64_t,
                                       int64_t, const double*, double*, int);
 
+// The element pass is branch-free (the sign test is data-dependent, ~half the
+// elements flip in late iterations: a branch there mispredicts) and
+// vectorises; the per-row clipping and centring follow over the same block.
 void tsne_step(double* Y, double* update, double* gains, const double* grad, int64_t n,
                int dim, double lr, double momentum, double min_gain, double max_step_norm,
                bool center, int n_jobs) {
-  const int threads = tsne_threads(n_jobs, n * int64_t(dim) * 8);
+  const int threads = tsne_threads(n_jobs, n * int64_t(dim) * 64);
   // Column sums per fixed block of rows, added in block order: deterministic.
   const int64_t kBlock = 4096;
   const int64_t nblocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(size_t(nblocks) * dim, 0.0);
+  const double clip2 = max_step_norm * max_step_norm;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t blk = 0; blk < nblocks; ++blk)
-  for (int64_t i = blk * kBlock; i < std::min(n, (blk + 1) * kBlock); ++i) {
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t i0 = blk * kBlock, i1 = std::min(n, (blk + 1) * kBlock);
+    double* u = update + i0 * dim;
+    double* gn = gains + i0 * dim;
+    const double* gr = grad + i0 * dim;
+    const int64_t len = (i1 - i0) * dim;
+#pragma omp simd
+    for (int64_t e = 0; e < len; ++e) {
+      const double ue = u[e], ge = gr[e], g0 = gn[e];
+      const bool flipped = ((ue > 0) - (ue < 0)) != ((ge > 0) - (ge < 0));
+      const double gnew = flipped ? g0 + 0.2 : g0 * 0.8 + min_gain;
+      gn[e] = gnew;
+      u[e] = momentum * ue - lr * gnew * ge;
+    }
     double* mean = partial.data() + blk * dim;
-    double* u = update + i * dim;
-    double* gn = gains + i * dim;
-    const double* gr = grad + i * dim;
-    double norm2 = 0.0;
-    for (int c = 0; c < dim; ++c) {
-      const bool flipped = sign(u[c]) != sign(gr[c]);
-      gn[c] = flipped ? gn[c] + 0.2 : gn[c] * 0.8 + min_gain;
-      u[c] = momentum * u[c] - lr * gn[c] * gr[c];
-      norm2 += u[c] * u[c];
-    }
-    if (max_step_norm > 0 && norm2 > max_step_norm * max_step_norm) {
-      const double s = max_step_norm / std::sqrt(norm2);
-      for (int c = 0; c < dim; ++c) u[c] *= s;
-    }
-    for (int c = 0; c < dim; ++c) {
-      Y[i * dim + c] += u[c];
-      mean[c] += Y[i * dim + c];
+    for (int64_t i = i0; i < i1; ++i) {
+      double* ui = update + i * dim;
+      if (max_step_norm > 0) {
+        double norm2 = 0.0;
+        for (int c = 0; c < dim; ++c) norm2 += ui[c] * ui[c];
+        if (norm2 > clip2) {
+          const double s = max_step_norm / std::sqrt(norm2);
+          for (int c = 0; c < dim; ++c) ui[c] *= s;
+        }
+      }
+      for (int c = 0; c < dim; ++c) {
+        Y[i * dim + c] += ui[c];
+        mean[c] += Y[i * dim + c];
+      }
     }
   }
   if (!center) return;

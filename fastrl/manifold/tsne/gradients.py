@@ -284,7 +284,8 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     ``Z = sum_i sum_j w_ij - N`` needs no inverse transform: by Parseval it is
     ``sum_f |G_1(f)|^2 K_z(f) / M^2`` with ``G_1`` the spectrum of the charge-1
     grid. Transforms run in single precision and skip the all-zero half of
-    the padded grid (row transforms on the g filled rows only).
+    the padded grid (row transforms on the g filled rows only; the spreading
+    writes those rows at the transform length, so they need no padded copy).
 
     Parameters
     ----------
@@ -329,20 +330,14 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
     # charges relative to the grid centre c (R is translation-invariant): smaller values on the grid
     # (the compiled spreading forms the charges (1, y - c) point by point)
     c = lo + 0.5 * h * N_INTERP * n_boxes
-    grid = np.empty((3, g, g), dtype=dtype)
+    grid = np.empty((3, g, m), dtype=dtype)  # rows zero-padded to the transform length by the spreading
     core = _core()
     core.tsne_fft_spread(Y, lo, h, n_boxes, None, grid, jobs, centre=(c, c))
     tic = timer.lap("fft_spread", tic)
-    spec = scipy.fft.rfft(grid, n=m, axis=-1, workers=workers)
+    spec = scipy.fft.rfft(grid, axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
-    # Z by Parseval over the half spectrum (interior columns count twice).
-    wcol = np.full(spec.shape[-1], 2.0)
-    wcol[0] = 1.0
-    if m % 2 == 0:
-        wcol[-1] = 1.0
-    power = (spec[0].real ** 2 + spec[0].imag ** 2) * fk[1]
-    zsum = float(power.sum(0, dtype=np.float64) @ wcol.astype(np.float64)) / (m * m)
-    spec *= fk[0]
+    # spec *= K_rep in place, and Z by Parseval over the half spectrum: one compiled pass
+    zsum = core.tsne_fft_spectral(spec, fk, jobs)
     back = scipy.fft.ifft(spec, axis=-2, workers=workers, overwrite_x=True)[:, :g]
     pot = scipy.fft.irfft(back, n=m, axis=-1, workers=workers)[:, :, :g]  # a view, read in place
     tic = timer.lap("fft_transforms", tic)
