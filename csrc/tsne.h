@@ -55,7 +55,7 @@ void tsne_symmetrize(const I* nbr, const V* Pc, int64_t n, int k, int64_t* indpt
 // eval_kl (KL = that + log Z when P sums to 1), else 0. P (PT = double or
 // float: half the bytes streamed per edge) is read as is; all arithmetic and
 // sums are float64.
-// n_ref: rows of Yref. The 2-D case without KL runs a SIMD build when
+// n_ref: rows of Yref. The 2-D case (with or without KL) runs a SIMD build when
 // `kernel` (csrc/cpu_features.h) is avx2 or avx512, its lanes filled by
 // hardware gathers or scalar loads as `gather` says.
 template <typename PT>
@@ -69,11 +69,12 @@ double tsne_attractive(const int64_t* indptr, const int32_t* indices, const PT* 
 // the neighbours) or "base" (the portable scalar loop).
 const char* tsne_attractive_loop(int64_t n_ref, int dim, bool eval_kl, CpuKernel kernel, GatherMode gather);
 
-// The SIMD row loops (csrc/tsne_attr_impl.h): rows [r0, r1), 2-D, no KL;
-// _hw gathers the neighbours' coordinates, _loads loads them one by one.
+// The SIMD row loops (csrc/tsne_attr_impl.h): rows [r0, r1), 2-D, and the
+// rows' KL terms where row_kl (the last argument) is not null; _hw gathers
+// the neighbours' coordinates, _loads loads them one by one.
 #define FASTRL_ATTR2D_DECL(name, PT)                                                                           \
   void name(const int64_t*, const int32_t*, const PT*, const double*, const double*, int64_t, int64_t, double, \
-            double, double*);
+            double, double*, double*);
 #define FASTRL_ATTR2D_DECLS(ns)                      \
   namespace ns {                                     \
   FASTRL_ATTR2D_DECL(attractive2d_rows_hw, double)    \

@@ -3,7 +3,8 @@
 // FASTRL_ISA_NS and FASTRL_VBYTES set; the portable build is the scalar loop
 // in tsne_forces.cpp).
 //
-// Row i: A_i = exaggeration * sum_e p_e u_e (y_i - y_j(e)), u = 1 / (1 + d^2 / dof),
+// Row i: A_i = exaggeration * sum_e p_e u_e (y_i - y_j(e)), u = 1 / (1 + d^2 / dof)
+// (and, when asked, its KL terms p log(p / w) with a lane-wise log, vlog),
 // W edges at a time, in float64 (P is float64 or float32, converted on load),
 // lane-wise; the lanes are summed once per row (the sum order differs from
 // the scalar loop only by rounding). The
@@ -17,6 +18,7 @@
 //   tsne_attractive.json; 1.2-1.6x on a Zen 4, tsne_attractive_zen4.json).
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -85,12 +87,51 @@ inline double hsum(vd a) {
   return s;
 }
 
-template <bool kHwGather, typename PT>
+typedef int64_t vi __attribute__((vector_size(FASTRL_VBYTES)));
+
+// Natural log, lane-wise, for x > 0 (+inf gives +inf; x = 0 is masked by
+// the caller): x = 2^e m with m in [sqrt(1/2), sqrt(2)), t = (m - 1) / (m + 1),
+//   log m = 2 atanh t = 2 t (1 + t^2/3 + t^4/5 + ... + t^22/23)
+// (|t| <= 0.1716: the first term left out is below 1e-17 relative), and
+// log x = e ln2_hi + (e ln2_lo + log m). Within a few ulp of std::log.
+inline vd vlog(vd x) {
+  const vd tiny = x < 2.2250738585072014e-308 ? vd{} + 18014398509481984.0 : vd{} + 1.0;  // 2^54 for subnormals
+  const vd xs = x * tiny;
+  vi bits;
+  std::memcpy(&bits, &xs, sizeof(bits));
+  vi e = ((bits >> 52) & 0x7ff) - 1023;
+  vi mb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;  // mantissa in [1, 2)
+  vd m;
+  std::memcpy(&m, &mb, sizeof(m));
+  const vi big = m > 1.4142135623730951;  // lanes of all ones where m >= sqrt(2)
+  m = big ? m * 0.5 : m;
+  e -= big;  // big is -1 there
+  const vd ef = __builtin_convertvector(e, vd) - (tiny > 1.0 ? vd{} + 54.0 : vd{});
+  const vd t = (m - 1.0) / (m + 1.0), t2 = t * t;
+  vd poly = vd{} + 1.0 / 23;
+  poly = poly * t2 + 1.0 / 21;
+  poly = poly * t2 + 1.0 / 19;
+  poly = poly * t2 + 1.0 / 17;
+  poly = poly * t2 + 1.0 / 15;
+  poly = poly * t2 + 1.0 / 13;
+  poly = poly * t2 + 1.0 / 11;
+  poly = poly * t2 + 1.0 / 9;
+  poly = poly * t2 + 1.0 / 7;
+  poly = poly * t2 + 1.0 / 5;
+  poly = poly * t2 + 1.0 / 3;
+  const vd logm = 2.0 * t + 2.0 * t * t2 * poly;
+  const vd r = ef * 0.6931471803691238 + (ef * 1.9082149292705877e-10 + logm);  // ln2 = hi + lo
+  return x == __builtin_inf() ? x : r;
+}
+
+// Rows [r0, r1); with KL also row_kl[i] = sum_e p log(p / w), log w = -dof log(1 + d^2 / dof).
+template <bool kHwGather, bool KL, typename PT>
 void rows(const int64_t* indptr, const int32_t* indices, const PT* P, const double* Y, const double* Yref,
-          int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out) {
+          int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out, double* row_kl) {
+  const double dof = 1.0 / inv_dof;
   for (int64_t i = r0; i < r1; ++i) {
     const double xi = Y[2 * i], yi = Y[2 * i + 1];
-    vd ax = vd{}, ay = vd{};
+    vd ax = vd{}, ay = vd{}, akl = vd{};
     int64_t e = indptr[i];
     const int64_t end = indptr[i + 1];
     for (; e + W <= end; e += W) {
@@ -101,20 +142,28 @@ void rows(const int64_t* indptr, const int32_t* indices, const PT* P, const doub
         gather_loads(Yref, indices + e, &xj, &yj);
       const vd p = load_p(P + e);
       const vd dx = xi - xj, dy = yi - yj;
-      const vd pu = p / (1.0 + (dx * dx + dy * dy) * inv_dof);
+      const vd q = 1.0 + (dx * dx + dy * dy) * inv_dof;
+      const vd pu = p / q;
       ax += pu * dx;
       ay += pu * dy;
+      if (KL) {
+        const vd pos = p > 0.0 ? p : vd{} + 1.0;  // p = 0 adds nothing (and takes no log of 0)
+        akl += p > 0.0 ? p * (vlog(pos) + dof * vlog(q)) : vd{};
+      }
     }
-    double sx = hsum(ax), sy = hsum(ay);
+    double sx = hsum(ax), sy = hsum(ay), kl = KL ? hsum(akl) : 0.0;
     for (; e < end; ++e) {
       const double* yj = Yref + 2 * int64_t(indices[e]);
       const double dx = xi - yj[0], dy = yi - yj[1];
-      const double pu = double(P[e]) / (1.0 + (dx * dx + dy * dy) * inv_dof);
+      const double q = 1.0 + (dx * dx + dy * dy) * inv_dof;
+      const double p = double(P[e]), pu = p / q;
       sx += pu * dx;
       sy += pu * dy;
+      if (KL && p > 0) kl += p * (std::log(p) + dof * std::log(q));
     }
     out[2 * i] = exaggeration * sx;
     out[2 * i + 1] = exaggeration * sy;
+    if (KL) row_kl[i] = kl;
   }
 }
 }  // namespace
@@ -122,8 +171,11 @@ void rows(const int64_t* indptr, const int32_t* indices, const PT* P, const doub
 // One symbol per gather mode and P dtype (declared in csrc/tsne.h).
 #define FASTRL_ATTR2D_DEF(name, hw, PT)                                                                      \
   void name(const int64_t* indptr, const int32_t* indices, const PT* P, const double* Y, const double* Yref, \
-            int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out) {                    \
-    rows<hw>(indptr, indices, P, Y, Yref, r0, r1, inv_dof, exaggeration, out);                             \
+            int64_t r0, int64_t r1, double inv_dof, double exaggeration, double* out, double* row_kl) {    \
+    if (row_kl)                                                                                            \
+      rows<hw, true>(indptr, indices, P, Y, Yref, r0, r1, inv_dof, exaggeration, out, row_kl);             \
+    else                                                                                                   \
+      rows<hw, false>(indptr, indices, P, Y, Yref, r0, r1, inv_dof, exaggeration, out, nullptr);           \
   }
 FASTRL_ATTR2D_DEF(attractive2d_rows_hw, true, double)
 FASTRL_ATTR2D_DEF(attractive2d_rows_hw, true, float)

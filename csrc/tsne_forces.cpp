@@ -43,11 +43,11 @@ void attractive_rows(const int64_t* indptr, const int32_t* indices, const PT* P,
   }
 }
 
-// The SIMD builds of the 2-D, no-KL case (csrc/tsne_attr_impl.h); the KL
-// evaluation (every 50 iterations) and other dimensions take the loop above.
+// The SIMD builds of the 2-D case (csrc/tsne_attr_impl.h), the KL
+// evaluation (every 50 iterations) included; other dimensions take the loop above.
 template <typename PT>
 using Attr2dFn = void (*)(const int64_t*, const int32_t*, const PT*, const double*, const double*, int64_t,
-                          int64_t, double, double, double*);
+                          int64_t, double, double, double*, double*);
 
 template <typename PT>
 struct Attr2dLoop {
@@ -59,7 +59,7 @@ template <typename PT>
 Attr2dLoop<PT> simd_attractive2d(int64_t n_ref, int dim, bool eval_kl, CpuKernel kernel, GatherMode gather) {
   // n_ref < 2^30: the gathers double int32 indices (the loads would not need
   // it; one limit keeps fastrl/manifold/tsne/gradients.py's fallback rule).
-  if (dim != 2 || eval_kl || n_ref >= (int64_t(1) << 30)) return {nullptr, "base"};
+  if (dim != 2 || n_ref >= (int64_t(1) << 30)) return {nullptr, "base"};
   const bool hw = gather == GatherMode::kHw;
   switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
@@ -89,19 +89,18 @@ double tsne_attractive(const int64_t* indptr, const int32_t* indices, const PT* 
                        const double* Y, const double* Yref, int64_t n, int64_t n_ref, int dim, double dof,
                        double exaggeration, bool eval_kl, double* out, int n_jobs, CpuKernel kernel,
                        GatherMode gather) {
+  // Per-row KL terms summed serially afterwards: results do not depend on
+  // the thread schedule (bitwise reproducible runs).
+  std::vector<double> row_kl(eval_kl ? n : 0);
+  double* rk = row_kl.data();
   if (Attr2dFn<PT> fn = simd_attractive2d<PT>(n_ref, dim, eval_kl, kernel, gather).fn) {
     constexpr int64_t kRows = 256;
     const int64_t chunks = (n + kRows - 1) / kRows;
 #pragma omp parallel for num_threads(tsne_threads(n_jobs, 8 * indptr[n])) schedule(dynamic, 1)
     for (int64_t c = 0; c < chunks; ++c)
-      fn(indptr, indices, P, Y, Yref, c * kRows, std::min(n, (c + 1) * kRows), 1.0 / dof, exaggeration, out);
-    return 0.0;
-  }
-  // Per-row KL terms summed serially afterwards: results do not depend on
-  // the thread schedule (bitwise reproducible runs).
-  std::vector<double> row_kl(eval_kl ? n : 0);
-  double* rk = row_kl.data();
-  if (dim == 2 && eval_kl)
+      fn(indptr, indices, P, Y, Yref, c * kRows, std::min(n, (c + 1) * kRows), 1.0 / dof, exaggeration, out,
+         eval_kl ? rk : nullptr);
+  } else if (dim == 2 && eval_kl)
     attractive_rows<2, true>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);
   else if (dim == 2)
     attractive_rows<2, false>(indptr, indices, P, Y, Yref, n, dim, dof, exaggeration, out, rk, n_jobs);

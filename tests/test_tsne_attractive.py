@@ -111,6 +111,39 @@ def test_float32_P_is_read_as_is_and_summed_in_float64(kern, gather, loop, dim, 
     np.testing.assert_allclose(out, out64, rtol=0, atol=1e-6 * np.abs(out64).max())
 
 
+@pytest.mark.parametrize("kern,gather,loop", LOOPS, ids=[loop for _, _, loop in LOOPS])
+@pytest.mark.parametrize("dof", [1.0, 0.6])
+def test_kl_pass_of_every_loop_matches_the_float64_reference(kern, gather, loop, dof):
+    # the SIMD loops take their logs lane by lane: affinities over 600 orders of magnitude
+    # (subnormal ones included), zeros (no term) and distances from 0 to ~1e150
+    n = 211
+    rng = np.random.default_rng(17)
+    indptr, indices, _ = _graph(n, n, seed=4)
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    # each row in its own band (so that its KL checks the logs there): 1e-310 (subnormal) .. 1
+    band = rng.uniform(-310, 0, size=n)
+    band[1:40:4] = rng.uniform(-310, -308.5, size=10)  # 10 rows of subnormal affinities (< 2.2e-308)
+    data = 10.0 ** band[rows] * rng.uniform(0.5, 1.5, size=indptr[-1])
+    data[::13] = 0.0
+    Y = rng.normal(size=(n, 2)) * (10.0 ** rng.uniform(-3, 150, size=(n, 1)))
+    out = np.empty_like(Y)
+    kl = _C.tsne_attractive(indptr, indices, data, Y, Y, dof, 1.0, True, out, 2, True, cpu_kernel=kern,
+                            gather=gather)
+    q = 1.0 + ((Y[rows] - Y[indices]) ** 2).sum(1) / dof
+    p = data
+    terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) + dof * np.log(q)), 0.0)
+    np.testing.assert_allclose(kl, terms.sum(), rtol=1e-13, err_msg=loop)
+    # per row (the order of the sums aside)
+    with np.errstate(divide="ignore"):
+        want_rows = np.bincount(rows, weights=terms, minlength=n)
+    for i in range(n):  # the per-row sums through one-row slices of P
+        sl = slice(indptr[i], indptr[i + 1])
+        ip = np.array([0, indptr[i + 1] - indptr[i]], dtype=np.int64)
+        one = _C.tsne_attractive(ip, indices[sl].copy(), data[sl].copy(), Y[i:i + 1].copy(), Y, dof, 1.0, True,
+                                 np.empty((1, 2)), 1, True, cpu_kernel=kern, gather=gather)
+        assert one == pytest.approx(want_rows[i], rel=1e-13, abs=0), (loop, i)
+
+
 def test_csr_parts_in_float32():
     from fastrl.manifold.tsne.gradients import CSRParts
     n = 70

@@ -85,18 +85,17 @@ def test_verbose_fit_reports_the_change_of_path(fresh_fallbacks, capsys):
 
 # ----------------------------------------------------------------------------- SIMD attractive -> scalar loop
 def test_attractive_simd_condition(fresh_fallbacks):
-    """csrc/tsne_forces.cpp: the SIMD kernel runs for 2-D embeddings without the KL pass, with
-    fewer than 2**30 reference points, on the avx2 / avx512 kernels."""
+    """csrc/tsne_forces.cpp: the SIMD kernel runs for 2-D embeddings (with or without the KL
+    pass), with fewer than 2**30 reference points, on the avx2 / avx512 kernels."""
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         assert attractive_simd(SIMD_ATTRACTIVE_MAX_REF - 1, 2, False, "avx2", False)
         assert attractive_simd(10, 2, False, "avx512", True)
-        # the scalar loop by design (KL evaluation, other dimensions), or because it was asked for
-        assert not attractive_simd(10, 2, True, "avx2", False)
+        assert attractive_simd(10, 2, True, "avx2", False)  # the KL evaluation too
+        # the scalar loop by design (other dimensions), or because it was asked for
         assert not attractive_simd(10, 3, False, "avx512", False)
         assert not attractive_simd(10, 1, False, "avx2", False)
         assert not attractive_simd(10, 2, False, "base", True)
-        assert not attractive_simd(SIMD_ATTRACTIVE_MAX_REF, 2, True, "avx2", False)
     assert _fallback_warnings(rec) == [] and backend_info()["fallbacks"] == {}
     assert SIMD_ATTRACTIVE_MAX_REF == 2**30
     with warnings.catch_warnings(record=True) as rec:

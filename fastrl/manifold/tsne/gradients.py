@@ -70,9 +70,9 @@ def attractive_simd(n_ref: int, dim: int, eval_kl: bool, kernel: str | None = No
     """Whether the compiled attractive forces run their SIMD kernel (the
     condition of ``csrc/tsne_forces.cpp``), warning once when they fall back.
 
-    The SIMD kernel covers 2-D embeddings without the KL evaluation (the KL
-    checks every 50 iterations and other dimensions take the scalar loop by
-    design). It gives way to the scalar loop, which is a change of path and
+    The SIMD kernel covers 2-D embeddings, the KL evaluation included (its
+    terms with a lane-wise log); other dimensions take the scalar loop by
+    design. It gives way to the scalar loop, which is a change of path and
     warns once per process (:class:`~fastrl._dispatch.FallbackWarning`,
     listed in ``fastrl.backend_info()["fallbacks"]``), when
 
@@ -88,7 +88,8 @@ def attractive_simd(n_ref: int, dim: int, eval_kl: bool, kernel: str | None = No
     dim : int
         Embedding dimension.
     eval_kl : bool
-        Whether the KL divergence is evaluated in the same pass.
+        Whether the KL divergence is evaluated in the same pass (no bearing
+        on the choice since the SIMD kernel has a KL pass; kept for callers).
     kernel : str, optional
         The CPU kernel in use (``"base"``, ``"avx2"``, ``"avx512"``); default: the compiled core's.
     forced : bool, optional
@@ -99,7 +100,7 @@ def attractive_simd(n_ref: int, dim: int, eval_kl: bool, kernel: str | None = No
     bool
         True when the SIMD kernel runs.
     """
-    if dim != 2 or eval_kl:
+    if dim != 2:
         return False
     if n_ref >= SIMD_ATTRACTIVE_MAX_REF:
         warn_fallback("tsne.attractive_simd_n_ref",
