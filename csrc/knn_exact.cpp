@@ -24,12 +24,13 @@ namespace fastrl {
 ScanKernel scan_kernel(CpuKernel kernel) {
   switch (kernel) {
 #ifdef FASTRL_HAVE_AVX512
-    case CpuKernel::kAvx512: return {isa_avx512::scan_block, isa_avx512::row_tile(), "avx512"};
+    case CpuKernel::kAvx512:
+      return {isa_avx512::scan_block, isa_avx512::scan_range, isa_avx512::row_tile(), "avx512"};
 #endif
 #ifdef FASTRL_HAVE_AVX2
-    case CpuKernel::kAvx2: return {isa_avx2::scan_block, isa_avx2::row_tile(), "avx2"};
+    case CpuKernel::kAvx2: return {isa_avx2::scan_block, isa_avx2::scan_range, isa_avx2::row_tile(), "avx2"};
 #endif
-    default: return {isa_base::scan_block, isa_base::row_tile(), "base"};
+    default: return {isa_base::scan_block, isa_base::scan_range, isa_base::row_tile(), "base"};
   }
 }
 
@@ -80,6 +81,35 @@ void rescan_row(const DistFns& df, const float* Xr, int64_t n, const float* q, i
   std::sort(out.begin(), out.end());
 }
 
+// A kd-tree leaf order of the n rows of X: ranges split at the median of
+// their widest coordinate (widths from up to 64 sampled rows) down to 64
+// rows, so that points close in the order are close in space.
+void kd_order(const float* X, int64_t n, int64_t d, int64_t* perm) {
+  std::iota(perm, perm + n, int64_t(0));
+  std::vector<std::pair<int64_t, int64_t>> todo{{0, n}};
+  std::vector<float> lo(d), hi(d);
+  while (!todo.empty()) {
+    const auto [a, b] = todo.back();
+    todo.pop_back();
+    if (b - a <= 64) continue;
+    std::fill(lo.begin(), lo.end(), INFINITY);
+    std::fill(hi.begin(), hi.end(), -INFINITY);
+    const int64_t step = std::max<int64_t>(1, (b - a) / 64);
+    for (int64_t s = a; s < b; s += step) {
+      const float* x = X + perm[s] * d;
+      for (int64_t t = 0; t < d; ++t) { lo[t] = std::min(lo[t], x[t]); hi[t] = std::max(hi[t], x[t]); }
+    }
+    int64_t axis = 0;
+    for (int64_t t = 1; t < d; ++t)
+      if (hi[t] - lo[t] > hi[axis] - lo[axis]) axis = t;
+    const int64_t mid = a + (b - a) / 2;
+    std::nth_element(perm + a, perm + mid, perm + b,
+                     [&](int64_t u, int64_t v) { return X[u * d + axis] < X[v * d + axis]; });
+    todo.push_back({a, mid});
+    todo.push_back({mid, b});
+  }
+}
+
 }  // namespace
 
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
@@ -98,6 +128,18 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   AlignedFloats pdata = aligned_floats(size_t(n_panels) * d * kPanel);
   AlignedFloats pnorm = aligned_floats(size_t(n_panels) * kPanel);
 
+  // A self-join scans in a spatial order (kd_order): packed slot s holds the
+  // point order[s], the queries go in blocks of consecutive slots, and each
+  // block scans the panels nearest its own first, outwards. Its heaps then
+  // fill with near points early and later points are rarely admitted (the
+  // heap updates, not the products, bound the scan). Same results: every
+  // point is still offered to every query.
+  const bool spatial = exclude_self && Q == X && m == n;
+  std::vector<int64_t> slot;
+  if (spatial) {
+    slot.resize(n);
+    kd_order(X, n, d, slot.data());
+  }
   // Pack X into [panel][d][16]; padding points get zero coordinates and an
   // infinite norm so their score is +inf and they are never admitted.
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -107,7 +149,7 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       const int64_t row = p * kPanel + j;
       float nrm = INFINITY;
       if (row < n) {
-        const float* x = X + row * d;
+        const float* x = X + (spatial ? slot[row] : row) * d;
         float s = 0.f;
         for (int64_t t = 0; t < d; ++t) { dst[t * kPanel + j] = x[t]; s += x[t] * x[t]; }
         // Cosine rows are unit (or zero) vectors: rank by -2<q,x> alone.
@@ -135,15 +177,35 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       const int64_t r0 = b * block;
       const int64_t rows = std::min(block, m - r0);
       const int64_t rows_pad = ((rows + mr - 1) / mr) * mr;
-      std::memcpy(qbuf.data(), Q + r0 * d, sizeof(float) * rows * d);
-      std::fill(qbuf.begin() + rows * d, qbuf.begin() + rows_pad * d, 0.f);
       for (int64_t r = 0; r < rows; ++r) {
-        heaps[r] = HeapView{cscore.data() + (r0 + r) * kk, cidx.data() + (r0 + r) * kk, kk};
+        const int64_t qi = spatial ? slot[r0 + r] : r0 + r;
+        std::memcpy(qbuf.data() + r * d, Q + qi * d, sizeof(float) * d);
+        heaps[r] = HeapView{cscore.data() + qi * kk, cidx.data() + qi * kk, kk};
         heaps[r].fill_empty();
-        self[r] = r0 + r;
+        self[r] = r0 + r;  // a self-join's query r0 + r is packed slot r0 + r
       }
-      kern.fn(qbuf.data(), rows, exclude_self ? self.data() : nullptr, packed, heaps.data());
+      std::fill(qbuf.begin() + rows * d, qbuf.begin() + rows_pad * d, 0.f);
+      if (!spatial) {
+        kern.fn(qbuf.data(), rows, exclude_self ? self.data() : nullptr, packed, heaps.data());
+        continue;
+      }
+      // panels of this block first, then chunks of as many panels alternately after and before it
+      const int64_t bp = block / kPanel, home = b * bp;
+      kern.range(qbuf.data(), rows, self.data(), packed, home, std::min(home + bp, n_panels), heaps.data());
+      for (int64_t dist = bp; home + dist < n_panels || home - dist + bp > 0; dist += bp) {
+        if (home + dist < n_panels)
+          kern.range(qbuf.data(), rows, self.data(), packed, home + dist, std::min(home + dist + bp, n_panels),
+                     heaps.data());
+        if (home - dist + bp > 0)
+          kern.range(qbuf.data(), rows, self.data(), packed, std::max<int64_t>(home - dist, 0), home - dist + bp,
+                     heaps.data());
+      }
     }
+  }
+  if (spatial) {  // slot ids back to point ids
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t e = 0; e < m * int64_t(kk); ++e)
+      if (cidx[e] >= 0) cidx[e] = slot[cidx[e]];
   }
 
   // Refinement: exact float64 distances of the kk candidates, sorted by

@@ -26,16 +26,25 @@ struct PackedIndex {
 using ScanFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids,
                         const PackedIndex& X, HeapView* heaps);
 
-namespace isa_base { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+// The same against the panels [p0, p1) only.
+using RangeFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0,
+                         int64_t p1, HeapView* heaps);
+
+#define FASTRL_SCAN_DECLS                                                                              \
+  void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*);              \
+  void scan_range(const float*, int64_t, const int64_t*, const PackedIndex&, int64_t, int64_t, HeapView*); \
+  int row_tile();
+namespace isa_base { FASTRL_SCAN_DECLS }
 #ifdef FASTRL_HAVE_AVX2
-namespace isa_avx2 { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+namespace isa_avx2 { FASTRL_SCAN_DECLS }
 #endif
 #ifdef FASTRL_HAVE_AVX512
-namespace isa_avx512 { void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*); int row_tile(); }
+namespace isa_avx512 { FASTRL_SCAN_DECLS }
 #endif
+#undef FASTRL_SCAN_DECLS
 
 // The scan of CPU kernel `kernel`, and its row tile (queries are padded to it).
-struct ScanKernel { ScanFn fn; int row_tile; const char* name; };
+struct ScanKernel { ScanFn fn; RangeFn range; int row_tile; const char* name; };
 ScanKernel scan_kernel(CpuKernel kernel);
 
 }  // namespace fastrl

@@ -99,13 +99,13 @@ static inline void tile(const float* q, int64_t D, int64_t r0, int64_t m, int64_
   }
 }
 
-void scan_block(const float* Q, int64_t m, const int64_t* self_ids,
-                const PackedIndex& X, HeapView* heaps) {
+void scan_range(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0, int64_t p1,
+                HeapView* heaps) {
   const int64_t D = X.dim;
   int64_t block_panels = kL2Budget / (D * kPanel * int64_t(sizeof(float)));
   block_panels = block_panels < NP ? NP : (block_panels / NP) * NP;
-  for (int64_t pb = 0; pb < X.n_panels; pb += block_panels) {
-    const int64_t pe = pb + block_panels < X.n_panels ? pb + block_panels : X.n_panels;
+  for (int64_t pb = p0; pb < p1; pb += block_panels) {
+    const int64_t pe = pb + block_panels < p1 ? pb + block_panels : p1;
     for (int64_t r0 = 0; r0 < m; r0 += MR) {
       const float* q = Q + r0 * D;
       int64_t p = pb;
@@ -113,6 +113,10 @@ void scan_block(const float* Q, int64_t m, const int64_t* self_ids,
       for (; p < pe; ++p) tile<1>(q, D, r0, m, p, self_ids, X, heaps);  // leftover panels
     }
   }
+}
+
+void scan_block(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, HeapView* heaps) {
+  scan_range(Q, m, self_ids, X, 0, X.n_panels, heaps);
 }
 
 }  // namespace FASTRL_ISA_NS
