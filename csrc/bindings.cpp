@@ -112,20 +112,21 @@ void def_fft_grid_ops(py::module_& m) {
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
         py::arg("out"), py::arg("n_jobs") = 0, py::arg("centre") = py::none());
 
-  // spec [nc, m, mh] complex (in place) *= fk[0]; returns the Parseval sum with fk[1].
+  // out [2, m, mh] = i fk[c] spec (c = 0, 1); returns the Parseval sum of spec [m, mh] with fk[2].
   m.def("tsne_fft_spectral",
-        [](CArray<std::complex<T>> spec, CArray<T> fk, int n_jobs) {
-          if (spec.ndim() != 3 || fk.ndim() != 3 || fk.shape(0) != 2 || fk.shape(1) != spec.shape(1) ||
-              fk.shape(2) != spec.shape(2) || spec.shape(0) < 1 || !spec.writeable())
-            throw std::invalid_argument("spec must be a writeable [nc, m, mh] array and fk [2, m, mh]");
-          const int nc = int(spec.shape(0));
-          const int64_t m = spec.shape(1), mh = spec.shape(2);
-          std::complex<T>* sp = spec.mutable_data();
+        [](CArray<std::complex<T>> spec, CArray<T> fk, CArray<std::complex<T>> out, int n_jobs) {
+          if (spec.ndim() != 2 || fk.ndim() != 3 || fk.shape(0) != 3 || fk.shape(1) != spec.shape(0) ||
+              fk.shape(2) != spec.shape(1) || out.ndim() != 3 || out.shape(0) != 2 ||
+              out.shape(1) != spec.shape(0) || out.shape(2) != spec.shape(1) || !out.writeable())
+            throw std::invalid_argument("spec must be [m, mh], fk [3, m, mh] and out a writeable [2, m, mh]");
+          const int64_t m = spec.shape(0), mh = spec.shape(1);
+          const std::complex<T>* sp = spec.data();
           const T* kp = fk.data();
+          std::complex<T>* op = out.mutable_data();
           py::gil_scoped_release release;
-          return tsne_fft_spectral<T>(sp, nc, m, mh, kp, n_jobs);
+          return tsne_fft_spectral<T>(sp, m, mh, kp, op, n_jobs);
         },
-        py::arg("spec"), py::arg("fk"), py::arg("n_jobs") = 0);
+        py::arg("spec"), py::arg("fk"), py::arg("out"), py::arg("n_jobs") = 0);
 }
 
 // Attractive forces over a float64 or float32 P (one overload each: the

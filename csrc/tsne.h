@@ -108,11 +108,13 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
 template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
                      const double* charges, int nc, const double* centre, T* grid, int64_t ld, int n_jobs);
-// Spectral step: spec [nc, m, mh] (half spectra of the charge grids) *= fk[0]
-// per channel, fk [2, m, mh] the real kernel spectra (K_rep, K_z); returns
-// sum_f |spec_0(f)|^2 fk[1](f) / m^2 over the full spectrum (Parseval).
+// Spectral step of the one-grid repulsion: spec [m, mh] (half spectrum of
+// the charge-1 grid), fk [3, m, mh] (I_x, I_y: the imaginary spectra of the
+// odd kernels; K_z: the real one of u^dof) -> out [2, m, mh] = i I_c spec;
+// returns sum_f |spec(f)|^2 K_z(f) / m^2 over the full spectrum (Parseval).
 template <typename T>
-double tsne_fft_spectral(std::complex<T>* spec, int nc, int64_t m, int64_t mh, const T* fk, int n_jobs);
+double tsne_fft_spectral(const std::complex<T>* spec, int64_t m, int64_t mh, const T* fk, std::complex<T>* out,
+                         int n_jobs);
 // Gather: phi[i, c] = sum over the 9 nodes L(y_i) * pot[c, node], node (r, s)
 // of channel c at pot[c * ch_stride + r * row_stride + s] (a view of a padded
 // inverse transform, read in place). out [n, nc] = phi, or with centre given

@@ -288,37 +288,44 @@ template void tsne_fft_spread<float>(const double*, int64_t, double, double, int
 template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int,
                                       const double*, double*, int64_t, int);
 
-// Spectral step of the convolution. With S_c the half spectra (rFFT along the
-// last axis, M x (M/2 + 1)) of the charge grids and K_r, K_z the real spectra
-// of the kernels: S_c *= K_r for every channel, and Parseval gives
-//   sum_{p,q} (K_z * grid_0)[p, q] grid_0[p, q] = sum_f |S_0(f)|^2 K_z(f) / M^2
-// over the full spectrum: interior half-spectrum columns count twice (the
-// column M/2 of an even M once). Rows are summed one by one in float64 and
-// added in row order: the same sum whatever the thread count.
+// Spectral step of the one-grid convolution. With S the half spectrum (rFFT
+// along the last axis, M x (M/2 + 1)) of the charge-1 grid, the odd kernels
+// K_x = o_x u^(dof+1), K_y = o_y u^(dof+1) have imaginary spectra i I_x, i I_y
+// and K_z = u^dof a real one:
+//   out_c = i I_c S  (c = x, y: the spectra of the potentials (phi_x, phi_y)),
+// and Parseval gives sum_{p,q} (K_z * grid)[p, q] grid[p, q] =
+// sum_f |S(f)|^2 K_z(f) / M^2 over the full spectrum: interior
+// half-spectrum columns count twice (the column M/2 of an even M once). Rows
+// are summed one by one in float64 and added in row order: the same sum
+// whatever the thread count.
 template <typename T>
-double tsne_fft_spectral(std::complex<T>* spec, int nc, int64_t m, int64_t mh, const T* fk, int n_jobs) {
+double tsne_fft_spectral(const std::complex<T>* spec, int64_t m, int64_t mh, const T* fk, std::complex<T>* out,
+                         int n_jobs) {
   const int64_t plane = m * mh;
   std::vector<double> rows(m, 0.0);
   const bool last_once = 2 * (mh - 1) == m;
-#pragma omp parallel for num_threads(tsne_threads(n_jobs, plane * (nc + 2) * 4)) schedule(static)
+#pragma omp parallel for num_threads(tsne_threads(n_jobs, plane * 16)) schedule(static)
   for (int64_t r = 0; r < m; ++r) {
-    const T* kr = fk + r * mh;
-    const T* kz = fk + plane + r * mh;
-    std::complex<T>* s0 = spec + r * mh;
+    const T* ix = fk + r * mh;
+    const T* iy = fk + plane + r * mh;
+    const T* kz = fk + 2 * plane + r * mh;
+    const T* s = reinterpret_cast<const T*>(spec + r * mh);
+    T* ox = reinterpret_cast<T*>(out + r * mh);
+    T* oy = reinterpret_cast<T*>(out + plane + r * mh);
     double acc = 0.0;
     for (int64_t f = 0; f < mh; ++f) {
-      const double re = s0[f].real(), im = s0[f].imag();
+      const double re = s[2 * f], im = s[2 * f + 1];
       const double w = (f == 0 || (last_once && f == mh - 1)) ? 1.0 : 2.0;
       acc += w * (re * re + im * im) * double(kz[f]);
     }
     rows[r] = acc;
-    for (int c = 0; c < nc; ++c) {
-      T* sc = reinterpret_cast<T*>(spec + c * plane + r * mh);
 #pragma omp simd
-      for (int64_t f = 0; f < mh; ++f) {
-        sc[2 * f] *= kr[f];
-        sc[2 * f + 1] *= kr[f];
-      }
+    for (int64_t f = 0; f < mh; ++f) {  // i I (re + i im) = -I im + i I re
+      const T re = s[2 * f], im = s[2 * f + 1];
+      ox[2 * f] = -ix[f] * im;
+      ox[2 * f + 1] = ix[f] * re;
+      oy[2 * f] = -iy[f] * im;
+      oy[2 * f + 1] = iy[f] * re;
     }
   }
   double total = 0.0;
@@ -326,8 +333,10 @@ double tsne_fft_spectral(std::complex<T>* spec, int nc, int64_t m, int64_t mh, c
   return total / (double(m) * double(m));
 }
 
-template double tsne_fft_spectral<float>(std::complex<float>*, int, int64_t, int64_t, const float*, int);
-template double tsne_fft_spectral<double>(std::complex<double>*, int, int64_t, int64_t, const double*, int);
+template double tsne_fft_spectral<float>(const std::complex<float>*, int64_t, int64_t, const float*,
+                                         std::complex<float>*, int);
+template double tsne_fft_spectral<double>(const std::complex<double>*, int64_t, int64_t, const double*,
+                                          std::complex<double>*, int);
 template void tsne_fft_gather<float>(const double*, int64_t, double, double, int, const float*, int, int64_t, int64_t,
                                      const double*, double*, int);
 template void tsne_fft_gather<double>(const double*, int64_t, double, double, int, const double*, int, int64_t,

@@ -1,4 +1,5 @@
-"""The compiled parts of the FFT repulsion and of the update step against plain numpy."""
+"""The parts of the FFT repulsion (compiled spreading and spectral step, kernel spectra)
+and the compiled update step against plain numpy."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,20 +29,44 @@ def test_spreading_into_padded_rows_matches_unpadded(dtype, pad):
 @pytest.mark.parametrize("m", [30, 45])  # even m: the column m/2 of the half spectrum counts once
 def test_spectral_step_matches_numpy(dtype, m):
     rng = np.random.default_rng(m)
-    grid = rng.normal(size=(3, m, m)).astype(dtype)
-    spec = np.fft.rfft2(grid).astype(np.complex64 if dtype == np.float32 else np.complex128)
-    fk = rng.random((2, m, m // 2 + 1)).astype(dtype) + 0.5
-    want_spec = spec * fk[0]
-    # Parseval: sum over the full spectrum of |S_0|^2 K_z / m^2 equals the real-space sum
-    # of grid_0 times its circular convolution with the kernel whose spectrum is K_z
-    full = np.fft.irfft2(fk[1].astype(np.float64), s=(m, m))
-    conv = np.fft.irfft2(np.fft.rfft2(grid[0].astype(np.float64)) * np.fft.rfft2(full), s=(m, m))
-    want_z = float((conv * grid[0]).sum())
-    got = spec.copy()
-    z = _core().tsne_fft_spectral(got, fk, 2)
+    grid = rng.normal(size=(m, m)).astype(dtype)
+    cplx = np.complex64 if dtype == np.float32 else np.complex128
+    spec = np.fft.rfft2(grid).astype(cplx)
+    fk = (rng.random((3, m, m // 2 + 1)) + 0.5).astype(dtype)
+    # Parseval: sum over the full spectrum of |S|^2 K_z / m^2 equals the real-space sum
+    # of the grid times its circular convolution with the kernel whose spectrum is K_z
+    full = np.fft.irfft2(fk[2].astype(np.float64), s=(m, m))
+    conv = np.fft.irfft2(np.fft.rfft2(grid.astype(np.float64)) * np.fft.rfft2(full), s=(m, m))
+    want_z = float((conv * grid).sum())
+    out = np.full((2,) + spec.shape, np.nan, dtype=cplx)
+    z = _core().tsne_fft_spectral(spec, fk, out, 2)
     tol = 2e-6 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want_spec, rtol=tol, atol=0)
+    for c in range(2):  # the potentials' spectra: i I_c S
+        np.testing.assert_allclose(out[c], 1j * fk[c] * spec, rtol=tol, atol=0)
     assert z == pytest.approx(want_z, rel=50 * tol)
+
+
+@pytest.mark.parametrize("g,m,h,dof", [(7, 14, 0.7, 1.0), (9, 20, 1.3, 0.6), (10, 24, 0.5, 1.0)])
+def test_kernel_spectra_by_dct_match_the_full_transform(g, m, h, dof):
+    # the DCT-I / DST-I quadrant transforms against rfft2 of the circulant M x M kernels
+    from fastrl.manifold.tsne.gradients import _kernel_fft
+    fk = _kernel_fft(h, g, m, dof, 1, np.float64)
+    off = np.zeros(m)
+    full = np.zeros(m, bool)
+    a = np.arange(g) * h
+    off[:g], off[m - g + 1:] = a, -a[:0:-1]
+    full[:g] = full[m - g + 1:] = True
+    o_y, o_x = np.meshgrid(off, off, indexing="ij")  # rows: y offsets, columns: x offsets
+    u = np.where(full[:, None] & full[None, :], 1 / (1 + (o_x ** 2 + o_y ** 2) / dof), 0.0)
+    kz = u ** dof
+    for got, kernel in ((fk[0], o_x * kz * u), (fk[1], o_y * kz * u)):
+        want = np.fft.rfft2(kernel)
+        assert np.abs(want.real).max() < 1e-12  # odd kernels: imaginary spectra
+        np.testing.assert_allclose(got, want.imag, rtol=0, atol=1e-12 * np.abs(want).max())
+    want = np.fft.rfft2(kz)
+    np.testing.assert_allclose(fk[2], want.real, rtol=0, atol=1e-12 * np.abs(want).max())
+    with pytest.raises(ValueError, match="even"):
+        _kernel_fft(h, g, m + 1, dof, 1)
 
 
 def _step_reference(Y, update, gains, grad, lr, momentum, min_gain, max_step_norm):

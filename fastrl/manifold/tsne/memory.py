@@ -35,7 +35,6 @@ skip the check.
 """
 from __future__ import annotations
 
-import scipy.fft
 import scipy.sparse
 
 from fastrl._validation import InsufficientMemoryError, check_memory_fits  # noqa: F401 (re-exported)
@@ -88,11 +87,15 @@ def available_memory() -> int | None:
 
 
 def _fft_bytes(n: int) -> int:
-    from fastrl.manifold.tsne.gradients import N_INTERP, max_boxes_for
-    g = N_INTERP * max_boxes_for(n)
-    m = scipy.fft.next_fast_len(2 * g - 1, real=True)
+    """The one-grid FFT repulsion's arrays at the grid cap (float32 transforms): the charge grid
+    [g, M], its row and full half spectra, the two potentials' spectra (kept), their inverse's row
+    pass and the potentials [2, g, M], the kernel spectra [3, M, M/2 + 1] and their quadrant temporaries."""
+    from fastrl.manifold.tsne.gradients import N_INTERP, ONE_GRID_REFINE, _even_fast_len, max_boxes_for
+    g = N_INTERP * int(ONE_GRID_REFINE * max_boxes_for(n))
+    m = _even_fast_len(2 * g - 1)
     half = m * (m // 2 + 1)
-    return 3 * g * g * 4 + 2 * 3 * half * 8 + 2 * half * 4 + 3 * g * m * 4
+    return (g * m * 4 + g * (m // 2 + 1) * 8 + half * 8 + 2 * half * 8 + 2 * g * (m // 2 + 1) * 8
+            + 2 * g * m * 4 + 3 * half * 4 + 4 * (m // 2 + 1) ** 2 * 8)
 
 
 def estimate_fit_memory(n: int, n_features: int, *, n_components: int = 2, n_neighbors: int = 90,
