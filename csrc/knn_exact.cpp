@@ -110,6 +110,65 @@ void kd_order(const float* X, int64_t n, int64_t d, int64_t* perm) {
   }
 }
 
+// A self-join in the spatial order, each unordered pair of row blocks
+// scanned once (half the products of the scan above): block I's rows against
+// block J's panels offer every score to the rows' heaps and to the columns'
+// (SymCols). The diagonal blocks first (rows only), then the pairs in
+// increasing |I - J| (near points first), the band J - I = s in two phases
+// of pairs whose blocks are all distinct (I / s even, then odd), so that
+// the threads never share a heap. Ids stay slots until the caller maps them.
+constexpr int64_t kSymMinBlocks = 4;
+
+void symmetric_scan(const PackedIndex& packed, int64_t n, const ScanKernel& kern, const int64_t* slot, int kk,
+                    int64_t block, float* cscore, int64_t* cidx, int nt) {
+  const int64_t d = packed.dim, mr = kern.row_tile;
+  const int64_t n_blocks = (n + block - 1) / block, bp = block / kPanel;
+  std::vector<HeapView> heaps(n);
+  for (int64_t s = 0; s < n; ++s) {
+    heaps[s] = HeapView{cscore + slot[s] * kk, cidx + slot[s] * kk, kk};
+    heaps[s].fill_empty();
+  }
+  std::vector<float> tops(packed.n_panels * kPanel, -INFINITY), rnorm(n_blocks * block + mr, INFINITY);
+  for (int64_t s = 0; s < n; ++s) rnorm[s] = packed.norms[s];
+  const SymCols cols{heaps.data(), rnorm.data(), tops.data()};
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<float> qbuf(size_t(block) * d);
+    std::vector<int64_t> self(block);
+    // block I's rows (slots I * block ..), unpacked from the panels, zero padded to the row tile
+    auto load = [&](int64_t I) {
+      const int64_t r0 = I * block, rows = std::min(block, n - r0);
+      const int64_t rows_pad = ((rows + mr - 1) / mr) * mr;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* pan = packed.data + ((r0 + r) / kPanel) * d * kPanel + (r0 + r) % kPanel;
+        for (int64_t t = 0; t < d; ++t) qbuf[r * d + t] = pan[t * kPanel];
+      }
+      std::fill(qbuf.begin() + rows * d, qbuf.begin() + rows_pad * d, 0.f);
+      return rows;
+    };
+    auto panels = [&](int64_t J) { return std::make_pair(J * bp, std::min((J + 1) * bp, packed.n_panels)); };
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t I = 0; I < n_blocks; ++I) {
+      const int64_t rows = load(I);
+      for (int64_t r = 0; r < rows; ++r) self[r] = I * block + r;
+      const auto [p0, p1] = panels(I);
+      kern.range(qbuf.data(), rows, self.data(), packed, p0, p1, heaps.data() + I * block, nullptr, 0);
+      for (int64_t r = 0; r < rows; ++r) tops[I * block + r] = heaps[I * block + r].top();
+    }
+    for (int64_t sep = 1; sep < n_blocks; ++sep) {
+      for (int64_t phase = 0; phase < 2; ++phase) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t I = 0; I < n_blocks - sep; ++I) {
+          if ((I / sep) % 2 != phase) continue;
+          const int64_t rows = load(I);
+          const auto [p0, p1] = panels(I + sep);
+          kern.range(qbuf.data(), rows, nullptr, packed, p0, p1, heaps.data() + I * block, &cols, I * block);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
@@ -167,6 +226,9 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   const int64_t mr = kern.row_tile;
   const int64_t block = mr * 32;
   const int64_t n_blocks = (m + block - 1) / block;
+  if (spatial && n_blocks >= kSymMinBlocks) {
+    symmetric_scan(packed, n, kern, slot.data(), kk, block, cscore.data(), cidx.data(), nt);
+  } else
 #pragma omp parallel num_threads(nt)
   {
     std::vector<float> qbuf(size_t(block) * d);
@@ -191,14 +253,15 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       }
       // panels of this block first, then chunks of as many panels alternately after and before it
       const int64_t bp = block / kPanel, home = b * bp;
-      kern.range(qbuf.data(), rows, self.data(), packed, home, std::min(home + bp, n_panels), heaps.data());
+      kern.range(qbuf.data(), rows, self.data(), packed, home, std::min(home + bp, n_panels), heaps.data(),
+                 nullptr, 0);
       for (int64_t dist = bp; home + dist < n_panels || home - dist + bp > 0; dist += bp) {
         if (home + dist < n_panels)
           kern.range(qbuf.data(), rows, self.data(), packed, home + dist, std::min(home + dist + bp, n_panels),
-                     heaps.data());
+                     heaps.data(), nullptr, 0);
         if (home - dist + bp > 0)
           kern.range(qbuf.data(), rows, self.data(), packed, std::max<int64_t>(home - dist, 0), home - dist + bp,
-                     heaps.data());
+                     heaps.data(), nullptr, 0);
       }
     }
   }

@@ -26,13 +26,26 @@ struct PackedIndex {
 using ScanFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids,
                         const PackedIndex& X, HeapView* heaps);
 
-// The same against the panels [p0, p1) only.
-using RangeFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0,
-                         int64_t p1, HeapView* heaps);
+// The other side of a symmetric (self-join) scan: the query rows are packed
+// points too, so each score of row r against point c is also offered to c's
+// heap, as |x_r|^2 - 2 <x_r, x_c> (the same product, bit for bit). Ids are
+// packed slots.
+struct SymCols {
+  HeapView* heaps;         // by slot: the columns' heaps
+  const float* row_norms;  // by slot: |x|^2 (0 for cosine rows), +inf for padding slots
+  float* tops;             // by slot: every heap's root, kept in step (-inf for padding slots)
+};
 
-#define FASTRL_SCAN_DECLS                                                                              \
-  void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*);              \
-  void scan_range(const float*, int64_t, const int64_t*, const PackedIndex&, int64_t, int64_t, HeapView*); \
+// The same against the panels [p0, p1) only; with cols (else nullptr) the
+// column offers too, the rows' heap roots then kept in cols->tops (row r of
+// Q is slot row_base + r).
+using RangeFn = void (*)(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0,
+                         int64_t p1, HeapView* heaps, const SymCols* cols, int64_t row_base);
+
+#define FASTRL_SCAN_DECLS                                                                             \
+  void scan_block(const float*, int64_t, const int64_t*, const PackedIndex&, HeapView*);             \
+  void scan_range(const float*, int64_t, const int64_t*, const PackedIndex&, int64_t, int64_t, HeapView*, \
+                  const SymCols*, int64_t);                                                          \
   int row_tile();
 namespace isa_base { FASTRL_SCAN_DECLS }
 #ifdef FASTRL_HAVE_AVX2

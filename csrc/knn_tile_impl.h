@@ -55,10 +55,26 @@ static inline void offer(const vf* s, int64_t base, int64_t self_id, HeapView& h
 
 int row_tile() { return MR; }
 
-// Scores of `nr` rows against `np` (<= NP) panels starting at p; offers them.
-template <int NPT>
+// Column offers of one native vector of scores: row_id's scores s against
+// the VL slots c0.. (their heaps' roots in tops).
+static inline void offer_cols(vf s, int64_t c0, int64_t row_id, const SymCols& cols) {
+  float tmp[VL];
+  std::memcpy(tmp, &s, sizeof(tmp));
+  for (int l = 0; l < VL; ++l) {
+    if (tmp[l] < cols.tops[c0 + l]) {
+      HeapView& h = cols.heaps[c0 + l];
+      h.replace_top(tmp[l], row_id);
+      cols.tops[c0 + l] = h.top();
+    }
+  }
+}
+
+// Scores of `nr` rows against `np` (<= NP) panels starting at p; offers them
+// (SYM: to the columns' heaps too).
+template <int NPT, bool SYM>
 static inline void tile(const float* q, int64_t D, int64_t r0, int64_t m, int64_t p,
-                        const int64_t* self_ids, const PackedIndex& X, HeapView* heaps) {
+                        const int64_t* self_ids, const PackedIndex& X, HeapView* heaps, const SymCols* cols,
+                        int64_t row_base) {
   const int64_t panel_stride = D * kPanel;
   vf acc[MR][NPT * L];
 #pragma GCC unroll 32
@@ -94,13 +110,31 @@ static inline void tile(const float* q, int64_t D, int64_t r0, int64_t m, int64_
         s[l] = xn[l] - 2.0f * acc[r][t * L + l];
         hit |= any_less(s[l], thr);
       }
-      if (hit) offer(s, (p + t) * kPanel, self_ids ? self_ids[r0 + r] : -1, h);
+      if (hit) {
+        offer(s, (p + t) * kPanel, self_ids ? self_ids[r0 + r] : -1, h);
+        if (SYM) cols->tops[row_base + r0 + r] = h.top();
+      }
+    }
+    if (SYM) {  // column side: slot c's score for row r is |x_r|^2 - 2 acc[r][c]
+      for (int l = 0; l < L; ++l) {
+        const int64_t c0 = (p + t) * kPanel + l * VL;
+        vf thr;
+        std::memcpy(&thr, cols->tops + c0, sizeof(thr));
+        for (int r = 0; r < MR; ++r) {
+          const vf s = cols->row_norms[row_base + r0 + r] - 2.0f * acc[r][t * L + l];
+          if (any_less(s, thr)) {
+            offer_cols(s, c0, row_base + r0 + r, *cols);
+            std::memcpy(&thr, cols->tops + c0, sizeof(thr));
+          }
+        }
+      }
     }
   }
 }
 
-void scan_range(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0, int64_t p1,
-                HeapView* heaps) {
+template <bool SYM>
+static void range_impl(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0,
+                       int64_t p1, HeapView* heaps, const SymCols* cols, int64_t row_base) {
   const int64_t D = X.dim;
   int64_t block_panels = kL2Budget / (D * kPanel * int64_t(sizeof(float)));
   block_panels = block_panels < NP ? NP : (block_panels / NP) * NP;
@@ -109,14 +143,22 @@ void scan_range(const float* Q, int64_t m, const int64_t* self_ids, const Packed
     for (int64_t r0 = 0; r0 < m; r0 += MR) {
       const float* q = Q + r0 * D;
       int64_t p = pb;
-      for (; p + NP <= pe; p += NP) tile<NP>(q, D, r0, m, p, self_ids, X, heaps);
-      for (; p < pe; ++p) tile<1>(q, D, r0, m, p, self_ids, X, heaps);  // leftover panels
+      for (; p + NP <= pe; p += NP) tile<NP, SYM>(q, D, r0, m, p, self_ids, X, heaps, cols, row_base);
+      for (; p < pe; ++p) tile<1, SYM>(q, D, r0, m, p, self_ids, X, heaps, cols, row_base);  // leftover panels
     }
   }
 }
 
+void scan_range(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, int64_t p0, int64_t p1,
+                HeapView* heaps, const SymCols* cols, int64_t row_base) {
+  if (cols)
+    range_impl<true>(Q, m, self_ids, X, p0, p1, heaps, cols, row_base);
+  else
+    range_impl<false>(Q, m, self_ids, X, p0, p1, heaps, nullptr, 0);
+}
+
 void scan_block(const float* Q, int64_t m, const int64_t* self_ids, const PackedIndex& X, HeapView* heaps) {
-  scan_range(Q, m, self_ids, X, 0, X.n_panels, heaps);
+  range_impl<false>(Q, m, self_ids, X, 0, X.n_panels, heaps, nullptr, 0);
 }
 
 }  // namespace FASTRL_ISA_NS

@@ -484,3 +484,28 @@ def test_approx_distances_exact_for_near_duplicates_and_zero_rows(rng, metric, c
         d_true = np.maximum(0.0, 1.0 - np.einsum("rkd,rd->rk", U[idx], U))
         np.testing.assert_allclose(dist, d_true, rtol=2e-5, atol=1e-6)
     assert np.all(np.diff(dist, axis=1) >= 0)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_self_join_in_block_pairs_matches_brute_force(metric, cpu_kernel):
+    """csrc/knn_exact.cpp's self-join scans each pair of row blocks once (from 4 blocks of
+    64-256 rows on) in a kd-tree order: the graph is the brute-force one, ties by index,
+    on tie-heavy integer data of an odd size with a partial last block."""
+    rng = np.random.default_rng(31)
+    X = rng.integers(0, 4, size=(2501, 6)).astype(np.float32)
+    X[::97] = X[5]  # exact duplicates
+    k = 12
+    idx, dist = knn_graph(X, k, method="exact", metric=metric, n_jobs=2)
+    X64 = X.astype(np.float64)
+    if metric == "cosine":
+        X64 /= np.maximum(np.linalg.norm(X64, axis=1, keepdims=True), 1e-300)
+        D = np.clip(1.0 - X64 @ X64.T, 0.0, None)
+    else:
+        D = ((X64[:, None, :] - X64[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :k]
+    want = np.take_along_axis(D, order, 1)
+    got = np.take_along_axis(D, np.asarray(idx), 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # the same k-th distances
+    if metric == "euclidean":  # integer data: exact distances, so the ids too (ties by index)
+        np.testing.assert_array_equal(np.asarray(idx), order)
