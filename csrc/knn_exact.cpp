@@ -111,14 +111,12 @@ void kd_order(const float* X, int64_t n, int64_t d, int64_t* perm) {
 }
 
 // A self-join in the spatial order, each unordered pair of row blocks
-// scanned once (half the products of the scan above): block I's rows against
+// scanned once (half the products of the plain scan): block I's rows against
 // block J's panels offer every score to the rows' heaps and to the columns'
 // (SymCols). The diagonal blocks first (rows only), then the pairs in
 // increasing |I - J| (near points first), the band J - I = s in two phases
 // of pairs whose blocks are all distinct (I / s even, then odd), so that
 // the threads never share a heap. Ids stay slots until the caller maps them.
-constexpr int64_t kSymMinBlocks = 4;
-
 void symmetric_scan(const PackedIndex& packed, int64_t n, const ScanKernel& kern, const int64_t* slot, int kk,
                     int64_t block, float* cscore, int64_t* cidx, int nt) {
   const int64_t d = packed.dim, mr = kern.row_tile;
@@ -188,11 +186,10 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   AlignedFloats pnorm = aligned_floats(size_t(n_panels) * kPanel);
 
   // A self-join scans in a spatial order (kd_order): packed slot s holds the
-  // point order[s], the queries go in blocks of consecutive slots, and each
-  // block scans the panels nearest its own first, outwards. Its heaps then
-  // fill with near points early and later points are rarely admitted (the
-  // heap updates, not the products, bound the scan). Same results: every
-  // point is still offered to every query.
+  // point slot[s], and symmetric_scan goes over the pairs of row blocks near
+  // ones first. The heaps then fill with near points early and later points
+  // are rarely admitted (the heap updates, not the products, bound a plain
+  // scan). Same results: every point is still offered to every query.
   const bool spatial = exclude_self && Q == X && m == n;
   std::vector<int64_t> slot;
   if (spatial) {
@@ -226,7 +223,7 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
   const int64_t mr = kern.row_tile;
   const int64_t block = mr * 32;
   const int64_t n_blocks = (m + block - 1) / block;
-  if (spatial && n_blocks >= kSymMinBlocks) {
+  if (spatial) {
     symmetric_scan(packed, n, kern, slot.data(), kk, block, cscore.data(), cidx.data(), nt);
   } else
 #pragma omp parallel num_threads(nt)
@@ -239,30 +236,14 @@ void knn_exact(const float* X, int64_t n, const float* Q, int64_t m, int64_t d,
       const int64_t r0 = b * block;
       const int64_t rows = std::min(block, m - r0);
       const int64_t rows_pad = ((rows + mr - 1) / mr) * mr;
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t qi = spatial ? slot[r0 + r] : r0 + r;
-        std::memcpy(qbuf.data() + r * d, Q + qi * d, sizeof(float) * d);
-        heaps[r] = HeapView{cscore.data() + qi * kk, cidx.data() + qi * kk, kk};
-        heaps[r].fill_empty();
-        self[r] = r0 + r;  // a self-join's query r0 + r is packed slot r0 + r
-      }
+      std::memcpy(qbuf.data(), Q + r0 * d, sizeof(float) * rows * d);
       std::fill(qbuf.begin() + rows * d, qbuf.begin() + rows_pad * d, 0.f);
-      if (!spatial) {
-        kern.fn(qbuf.data(), rows, exclude_self ? self.data() : nullptr, packed, heaps.data());
-        continue;
+      for (int64_t r = 0; r < rows; ++r) {
+        heaps[r] = HeapView{cscore.data() + (r0 + r) * kk, cidx.data() + (r0 + r) * kk, kk};
+        heaps[r].fill_empty();
+        self[r] = r0 + r;
       }
-      // panels of this block first, then chunks of as many panels alternately after and before it
-      const int64_t bp = block / kPanel, home = b * bp;
-      kern.range(qbuf.data(), rows, self.data(), packed, home, std::min(home + bp, n_panels), heaps.data(),
-                 nullptr, 0);
-      for (int64_t dist = bp; home + dist < n_panels || home - dist + bp > 0; dist += bp) {
-        if (home + dist < n_panels)
-          kern.range(qbuf.data(), rows, self.data(), packed, home + dist, std::min(home + dist + bp, n_panels),
-                     heaps.data(), nullptr, 0);
-        if (home - dist + bp > 0)
-          kern.range(qbuf.data(), rows, self.data(), packed, std::max<int64_t>(home - dist, 0), home - dist + bp,
-                     heaps.data(), nullptr, 0);
-      }
+      kern.fn(qbuf.data(), rows, exclude_self ? self.data() : nullptr, packed, heaps.data());
     }
   }
   if (spatial) {  // slot ids back to point ids
