@@ -181,6 +181,20 @@ def cpu_label(ident: dict, flags: list) -> str:
     return f"{gen} (family {fam}, model {model}, {isa})"
 
 
+def code_version() -> str | None:
+    """The fastrl commit a result was measured on (``+dirty`` with uncommitted changes)."""
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + ("+dirty" if dirty else "")) or None
+
+
 def machine_info() -> dict:
     """What ran the benchmark: CPU model, vendor / family / model and ISA
     flags, OS kernel, cores, memory, the fastrl kernel and thread counts, BLAS, library versions, GPU, load."""
@@ -208,6 +222,7 @@ def machine_info() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "blas": blas_info(),
         "load_avg": load_avg(),
+        "code": code_version(),
     }
     try:
         import fastrl

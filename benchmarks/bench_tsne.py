@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (RESULTS, PeakMemory, PeakRSS, _vm_hwm_bytes, cpu_identity, cpu_label, load_avg, print_table,
-                     write_results)
+from _common import (RESULTS, PeakMemory, PeakRSS, _vm_hwm_bytes, code_version, cpu_identity, cpu_label, load_avg,
+                     print_table, write_results)
 
 
 def pca50(X: np.ndarray) -> np.ndarray:
@@ -282,7 +282,8 @@ def scaling_worker(library: str, n: int, n_iter: int, n_jobs: int) -> dict:
         peaks.switch("end")
     row = {"library": library, "n": n, "total_s": total, "per_iter_s": loop_s / max(iters, 1), "n_iter": iters,
            "peak_rss_gib": _vm_hwm_bytes() / 2**30, "fit_peak_extra_gib": pm.peak_mib / 1024, "kl": float(kl),
-           "phases": phases, "settings": cfg, "load": load_avg(), "cpu": cpu_identity()["cpu_label"]}
+           "phases": phases, "settings": cfg, "load": load_avg(), "cpu": cpu_identity()["cpu_label"],
+           "code": code_version()}
     if peaks.ok and len(peaks.peaks) > 1:  # the high-water mark was reset at each phase: the peak is their max
         row["peak_rss_by_phase_gib"] = {k: v / 2**30 for k, v in peaks.peaks.items() if k != "setup"}
         row["peak_rss_gib"] = max(peaks.peaks.values()) / 2**30
