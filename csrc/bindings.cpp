@@ -55,21 +55,19 @@ Metric to_metric(const std::string& m) {
 // overload each; the exact dtype is required, never a converted copy).
 template <typename T>
 void def_fft_grid_ops(py::module_& m) {
-  // charges None: t-SNE's charges (1, y - centre) computed in place (centre required, nc = 3).
+  // charges None: a unit charge per point (nc = 1), no [n, 1] array of ones to pass.
   m.def("tsne_fft_spread",
         [](CArray<double> Y, double lo, double h, int n_boxes, std::optional<CArray<double>> charges,
-           py::array_t<T, py::array::c_style> grid, int n_jobs, std::optional<std::pair<double, double>> centre) {
+           py::array_t<T, py::array::c_style> grid, int n_jobs) {
           if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
           const int64_t n = Y.shape(0);
-          int nc = 3;
+          int nc = 1;
           const double* cp = nullptr;
           if (charges) {
             if (charges->ndim() != 2 || charges->shape(0) != n || charges->shape(1) < 1 || charges->shape(1) > 8)
               throw std::invalid_argument("charges must be [n, nc] with 1 <= nc <= 8");
             nc = int(charges->shape(1));
             cp = charges->data();
-          } else if (!centre) {
-            throw std::invalid_argument("give charges or the centre of t-SNE's charges (1, y - centre)");
           }
           const int g = 3 * n_boxes;
           if (n_boxes < 1 || grid.ndim() != 3 || grid.shape(0) != nc || grid.shape(1) != g || grid.shape(2) < g ||
@@ -77,18 +75,17 @@ void def_fft_grid_ops(py::module_& m) {
             throw std::invalid_argument("grid must be a writeable [nc, 3 n_boxes, >= 3 n_boxes] array");
           T* gp = grid.mutable_data();
           const double* yp = Y.data();
-          const double c2[2] = {centre ? centre->first : 0.0, centre ? centre->second : 0.0};
           const int64_t ld = grid.shape(2);
           py::gil_scoped_release release;
-          tsne_fft_spread<T>(yp, n, lo, h, n_boxes, cp, nc, c2, gp, ld, n_jobs);
+          tsne_fft_spread<T>(yp, n, lo, h, n_boxes, cp, nc, gp, ld, n_jobs);
         },
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("charges"),
-        py::arg("grid"), py::arg("n_jobs") = 0, py::arg("centre") = py::none());
+        py::arg("grid"), py::arg("n_jobs") = 0);
 
-  // centre given (3 channels): out [n, 2] = (y - centre) phi_0 - (phi_1, phi_2); else out [n, nc] = phi.
+  // out [n, nc] = the potentials at the points.
   m.def("tsne_fft_gather",
         [](CArray<double> Y, double lo, double h, int n_boxes, py::array_t<T> pot,
-           CArray<double> out, int n_jobs, std::optional<std::pair<double, double>> centre) {
+           CArray<double> out, int n_jobs) {
           if (Y.ndim() != 2 || Y.shape(1) != 2) throw std::invalid_argument("Y must be [n, 2]");
           const int64_t n = Y.shape(0);
           const int g = 3 * n_boxes;
@@ -100,17 +97,15 @@ void def_fft_grid_ops(py::module_& m) {
               pot.strides(0) < g * pot.strides(1))
             throw std::invalid_argument("pot must have contiguous, non-overlapping rows");
           const int nc = int(pot.shape(0));
-          if (centre && nc != 3) throw std::invalid_argument("centre needs the 3 channels of t-SNE's charges");
-          double* op = mutable_ptr(out, "out", n, centre ? 2 : nc);
+          double* op = mutable_ptr(out, "out", n, nc);
           const double* yp = Y.data();
           const T* pp = pot.data();
           const int64_t cs = pot.strides(0) / sz, rs = pot.strides(1) / sz;
-          const double c2[2] = {centre ? centre->first : 0.0, centre ? centre->second : 0.0};
           py::gil_scoped_release release;
-          tsne_fft_gather<T>(yp, n, lo, h, n_boxes, pp, nc, cs, rs, centre ? c2 : nullptr, op, n_jobs);
+          tsne_fft_gather<T>(yp, n, lo, h, n_boxes, pp, nc, cs, rs, op, n_jobs);
         },
         py::arg("Y"), py::arg("lo"), py::arg("h"), py::arg("n_boxes"), py::arg("pot"),
-        py::arg("out"), py::arg("n_jobs") = 0, py::arg("centre") = py::none());
+        py::arg("out"), py::arg("n_jobs") = 0);
 
   // out [2, m, mh] = i fk[c] spec (c = 0, 1); returns the Parseval sum of spec [m, mh] with fk[2].
   m.def("tsne_fft_spectral",

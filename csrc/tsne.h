@@ -104,10 +104,10 @@ double tsne_bh_repulsive(const double* Yref, int64_t n_ref, const double* Y, int
 // Spread: grid [nc, g, ld] (ld >= g; zeroed here, the padding columns g..ld
 // included) += L(y_i) * charges[i, c]; T is the grid's type (float32 feeds
 // the single-precision transforms directly).
-// charges == nullptr: t-SNE's charges (1, y_i - centre), nc == 3.
+// charges == nullptr: unit charges (nc == 1), the one grid of t-SNE's repulsion.
 template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, const double* centre, T* grid, int64_t ld, int n_jobs);
+                     const double* charges, int nc, T* grid, int64_t ld, int n_jobs);
 // Spectral step of the one-grid repulsion: spec [m, mh] (half spectrum of
 // the charge-1 grid), fk [3, m, mh] (I_x, I_y: the imaginary spectra of the
 // odd kernels; K_z: the real one of u^dof) -> out [2, m, mh] = i I_c spec;
@@ -117,12 +117,10 @@ double tsne_fft_spectral(const std::complex<T>* spec, int64_t m, int64_t mh, con
                          int n_jobs);
 // Gather: phi[i, c] = sum over the 9 nodes L(y_i) * pot[c, node], node (r, s)
 // of channel c at pot[c * ch_stride + r * row_stride + s] (a view of a padded
-// inverse transform, read in place). out [n, nc] = phi, or with centre given
-// (nc == 3) out [n, 2] = (y_i - centre) phi_0 - (phi_1, phi_2), the repulsion numerator.
+// inverse transform, read in place). out [n, nc] = phi.
 template <typename T>
 void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, const double* centre,
-                     double* out, int n_jobs);
+                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, double* out, int n_jobs);
 
 // One gradient-descent step with gains and momentum (openTSNE's rule):
 // gains += 0.2 where sign(grad) != sign(update), else gains = 0.8 gains + min_gain;

@@ -151,18 +151,14 @@ struct GridAxis {
   }
 };
 
-// Charges of point i: the given [n, nc] rows, or t-SNE's (1, y_i - centre).
+// Charges of point i: the given [n, nc] rows, or a unit charge (NC == 1, q == nullptr).
 template <int NC>
 struct Charges {
   const double* q;  // [n, nc] or nullptr
-  const double* Y;
-  double cx, cy;
   int nc;
   inline void get(int64_t i, double* out) const {
-    if (NC == 3 && !q) {
+    if (NC == 1 && !q) {
       out[0] = 1.0;
-      out[1] = Y[2 * i] - cx;
-      out[2] = Y[2 * i + 1] - cy;
     } else {
       for (int c = 0; c < (NC ? NC : nc); ++c) out[c] = q[i * nc + c];
     }
@@ -241,25 +237,24 @@ void spread_bands(const double* Y, int64_t n, const GridAxis& ax, const Charges<
 // charge (locate, weights, 9 updates).
 template <typename T>
 void tsne_fft_spread(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const double* charges, int nc, const double* centre, T* grid, int64_t ld, int n_jobs) {
+                     const double* charges, int nc, T* grid, int64_t ld, int n_jobs) {
   const int threads = std::max(1, std::min(tsne_threads(n_jobs, n * 64 * int64_t(nc)), n_boxes));
   const GridAxis ax(lo, h, n_boxes);
-  if (!charges) {  // t-SNE's charges (1, y - centre)
-    const Charges<3> ch{nullptr, Y, centre[0], centre[1], 3};
-    spread_bands<3>(Y, n, ax, ch, 3, grid, ld, threads);
+  if (!charges) {  // unit charges: the one grid of t-SNE's repulsion
+    const Charges<1> ch{nullptr, 1};
+    spread_bands<1>(Y, n, ax, ch, 1, grid, ld, threads);
   } else if (nc == 3) {
-    const Charges<3> ch{charges, Y, 0.0, 0.0, 3};
+    const Charges<3> ch{charges, 3};
     spread_bands<3>(Y, n, ax, ch, 3, grid, ld, threads);
   } else {
-    const Charges<0> ch{charges, Y, 0.0, 0.0, nc};
+    const Charges<0> ch{charges, nc};
     spread_bands<0>(Y, n, ax, ch, nc, grid, ld, threads);
   }
 }
 
 template <typename T>
 void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxes,
-                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, const double* centre,
-                     double* out, int n_jobs) {
+                     const T* pot, int nc, int64_t ch_stride, int64_t row_stride, double* out, int n_jobs) {
   const GridAxis ax(lo, h, n_boxes);
 #pragma omp parallel for num_threads(tsne_threads(n_jobs, n * 64 * int64_t(nc))) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
@@ -274,19 +269,14 @@ void tsne_fft_gather(const double* Y, int64_t n, double lo, double h, int n_boxe
         s += Ly[b] * (Lx[0] * double(p[0]) + Lx[1] * double(p[1]) + Lx[2] * double(p[2]));
       phi[c] = s;
     }
-    if (centre) {  // the repulsion numerator (y_i - centre) phi_0 - (phi_1, phi_2)
-      out[2 * i] = (Y[2 * i] - centre[0]) * phi[0] - phi[1];
-      out[2 * i + 1] = (Y[2 * i + 1] - centre[1]) * phi[0] - phi[2];
-    } else {
-      for (int c = 0; c < nc; ++c) out[i * nc + c] = phi[c];
-    }
+    for (int c = 0; c < nc; ++c) out[i * nc + c] = phi[c];
   }
 }
 
-template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int,
-                                     const double*, float*, int64_t, int);
-template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int,
-                                      const double*, double*, int64_t, int);
+template void tsne_fft_spread<float>(const double*, int64_t, double, double, int, const double*, int, float*,
+                                     int64_t, int);
+template void tsne_fft_spread<double>(const double*, int64_t, double, double, int, const double*, int, double*,
+                                      int64_t, int);
 
 // Spectral step of the one-grid convolution. With S the half spectrum (rFFT
 // along the last axis, M x (M/2 + 1)) of the charge-1 grid, the odd kernels
@@ -338,9 +328,9 @@ template double tsne_fft_spectral<float>(const std::complex<float>*, int64_t, in
 template double tsne_fft_spectral<double>(const std::complex<double>*, int64_t, int64_t, const double*,
                                           std::complex<double>*, int);
 template void tsne_fft_gather<float>(const double*, int64_t, double, double, int, const float*, int, int64_t, int64_t,
-                                     const double*, double*, int);
+                                     double*, int);
 template void tsne_fft_gather<double>(const double*, int64_t, double, double, int, const double*, int, int64_t,
-                                      int64_t, const double*, double*, int);
+                                      int64_t, double*, int);
 
 // The element pass is branch-free (the sign test is data-dependent, ~half the
 // elements flip in late iterations: a branch there mispredicts) and

@@ -10,19 +10,27 @@ from fastrl.neighbors.knn import _core
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pad", [0, 37])
-def test_spreading_into_padded_rows_matches_unpadded(dtype, pad):
+@pytest.mark.parametrize("nc", [None, 3])  # None: unit charges, the one grid of the repulsion
+def test_spreading_into_padded_rows_matches_unpadded(dtype, pad, nc):
     rng = np.random.default_rng(5)
     Y = rng.normal(size=(3001, 2)) * 4
     n_boxes, h = 17, 0.51
     lo = float(Y.min()) - 0.1
     g = 3 * n_boxes
-    ref = np.empty((3, g, g), dtype=dtype)
-    _core().tsne_fft_spread(Y, lo, h, n_boxes, None, ref, 1, centre=(0.3, -0.2))
-    wide = np.full((3, g, g + pad), np.nan, dtype=dtype)  # the padding must be zeroed, not left as found
-    _core().tsne_fft_spread(Y, lo, h, n_boxes, None, wide, 2, centre=(0.3, -0.2))
+    charges = None if nc is None else rng.normal(size=(len(Y), nc))
+    ref = np.empty((nc or 1, g, g), dtype=dtype)
+    _core().tsne_fft_spread(Y, lo, h, n_boxes, charges, ref, 1)
+    wide = np.full((nc or 1, g, g + pad), np.nan, dtype=dtype)  # the padding must be zeroed, not left as found
+    _core().tsne_fft_spread(Y, lo, h, n_boxes, charges, wide, 2)
     np.testing.assert_array_equal(wide[:, :, :g], ref)
     assert not wide[:, :, g:].any()
-    assert ref[0].sum() == pytest.approx(len(Y), rel=1e-5)  # Lagrange weights sum to 1 per point
+    if nc is None:  # unit charges are the charges of ones, bit for bit
+        ones = np.empty_like(ref)
+        _core().tsne_fft_spread(Y, lo, h, n_boxes, np.ones((len(Y), 1)), ones, 2)
+        np.testing.assert_array_equal(ones, ref)
+        assert ref[0].sum() == pytest.approx(len(Y), rel=1e-5)  # Lagrange weights sum to 1 per point
+    else:
+        np.testing.assert_allclose(ref.sum(axis=(1, 2)), charges.sum(axis=0), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

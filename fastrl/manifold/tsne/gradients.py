@@ -384,7 +384,7 @@ def fft_repulsion(Y, *, dof: float = 1.0, min_num_intervals: int = 50, ints_in_i
             cache["bufs"] = bufs
     grid, both = bufs
     core = _core()
-    core.tsne_fft_spread(Y, lo, h, n_boxes, np.ones((n, 1)), grid, jobs)
+    core.tsne_fft_spread(Y, lo, h, n_boxes, None, grid, jobs)  # unit charges
     tic = timer.lap("fft_spread", tic)
     spec = scipy.fft.rfft(grid[0], axis=-1, workers=workers)
     spec = scipy.fft.fft(spec, n=m, axis=-2, workers=workers, overwrite_x=True)
