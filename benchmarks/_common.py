@@ -189,7 +189,8 @@ def code_version() -> str | None:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"],  # results written earlier in a run are not code
+                                ":(exclude)benchmarks/results",  # results written earlier in a run are not code
+                                ":(exclude)README.md", ":(exclude)docs"],  # nor is prose
                                cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
