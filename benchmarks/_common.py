@@ -166,6 +166,12 @@ def cpu_identity() -> dict:
 _ZEN_25 = (((0x00, 0x0F), "Zen 3"), ((0x10, 0x1F), "Zen 4"), ((0x20, 0x5F), "Zen 3"), ((0x60, 0xAF), "Zen 4"))
 
 
+# Intel family-6 server and client models (Intel's SDM, vol. 4, table 2-1).
+_INTEL_6 = {85: "Skylake/Cascade Lake", 106: "Ice Lake", 108: "Ice Lake", 140: "Tiger Lake",
+            143: "Sapphire Rapids", 151: "Alder Lake", 183: "Raptor Lake", 173: "Granite Rapids",
+            175: "Sierra Forest", 207: "Emerald Rapids"}
+
+
 def cpu_label(ident: dict, flags: list) -> str:
     """'AMD Zen 4 (family 25, model 17, avx512)'-style name of a CPU, the
     widest fastrl-relevant ISA last (rows of results from different machines say which)."""
@@ -177,7 +183,7 @@ def cpu_label(ident: dict, flags: list) -> str:
         if fam == 25:
             gen = "AMD " + next((g for (lo, hi), g in _ZEN_25 if lo <= (model or 0) <= hi), "family 25")
     elif gen == "GenuineIntel":
-        gen = "Intel"
+        gen = f"Intel {_INTEL_6[model]}" if fam == 6 and model in _INTEL_6 else "Intel"
     return f"{gen} (family {fam}, model {model}, {isa})"
 
 

@@ -415,7 +415,8 @@ def main():
     ap.add_argument("--reuse-peer", action="store_true",
                     help="--scaling: keep the openTSNE row of the existing results file instead of rerunning it "
                          "(7 min at 200k on 2 cores); the row records reused_from")
-    ap.add_argument("--out", default=None, help="--scaling: results JSON (default results/tsne_scaling.json)")
+    ap.add_argument("--out", default=None, help="results JSON (default results/tsne.json; --scaling: "
+                    "results/tsne_scaling.json); another path also skips the MNIST plot")
     ap.add_argument("--scaling-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -475,7 +476,8 @@ def main():
         return {**out, **ratios(rows, "openTSNE-bh")}
 
     def partial(rows):  # keep what has run if the benchmark is stopped
-        write_results("tsne", {**payload, "mnist70k": rows, "partial": True, "mnist70k_ratios": all_ratios(rows)})
+        write_results("tsne", {**payload, "mnist70k": rows, "partial": True, "mnist70k_ratios": all_ratios(rows)},
+                      path=args.out)
 
     rows = run_interleaved(libs, X, y, P, rng, args.repeat, emb, on_round=partial)
     cols = cols[:3] + ["wall_median_s"] + cols[3:]
@@ -485,7 +487,8 @@ def main():
     print(payload["mnist70k_ratios"])
     from fastrl.plot import embedding
     RESULTS.mkdir(parents=True, exist_ok=True)
-    embedding(emb["fastrl"], y, RESULTS / "tsne_mnist.png", title="fastrl t-SNE, MNIST 70k (PCA-50)")
+    if args.out is None:  # the README's plot
+        embedding(emb["fastrl"], y, RESULTS / "tsne_mnist.png", title="fastrl t-SNE, MNIST 70k (PCA-50)")
     if not args.skip_sklearn:
         sub = rng.choice(len(X), size=args.subset, replace=False)
         Xs, ys = X[sub], y[sub]
@@ -497,7 +500,7 @@ def main():
         payload["mnist_subset"] = rows_s
         payload["mnist_subset_ratios"] = ratios(rows_s, "sklearn")
         print(payload["mnist_subset_ratios"])
-    write_results("tsne", payload)
+    write_results("tsne", payload, path=args.out)
 
 
 if __name__ == "__main__":
