@@ -74,23 +74,21 @@ enum class GatherMode : int { kHw = 0, kScalar = 1 };
 
 inline const char* gather_mode_str(GatherMode g) { return g == GatherMode::kScalar ? "scalar" : "hw"; }
 
-// Whether scalar loads beat this CPU's vgatherdpd in the attractive loop:
-// AMD (and Hygon) up to family 0x19 (Zen 1-4) and Intel. Measured
-// (benchmarks/bench_tsne_attractive.py) on a Zen 3 (family 0x19 model 0x01:
-// scalar loads 1.5x faster, tsne_attractive.json), on a Zen 4 (model 0x11,
-// where vgatherdpd is not microcoded but still loses: 0.64-0.81x the time on
-// the MNIST P in a fit's order, about 0.5x on a random 1M graph, median
-// per-round ratios over the AVX2 and AVX-512 builds and 1-2 threads,
-// tsne_attractive_zen4.json) and on an Intel Emerald Rapids (family 6 model
-// 0xCF, not affected by Gather Data Sampling; median per-round ratios in a
-// fit's order, 1-2 threads: 1.00-1.03x on the MNIST P with the AVX-512 build,
-// 0.90-0.95x with AVX2, both float64 P as a 70k fit keeps it, and 0.89-0.93x
-// on the random 1M graph with float32 P as a 1M fit keeps it, where the
-// attractive pass dominates; tsne_attractive_intel.json). A scalar 16-byte
-// load fetches a neighbour's (x, y) in one op where a gather spends two index
-// lanes, and the Gather Data Sampling ("Downfall") microcode mitigation slows
-// gathers on the older Intel parts it covers (not measured here). Zen 5 (0x1A) and other
-// vendors are unmeasured and keep hardware gathers.
+// Whether this CPU's vgatherdpd is slower than scalar loads: AMD (and Hygon)
+// up to family 0x19 (Zen 1-4). Measured (benchmarks/bench_tsne_attractive.py)
+// on a Zen 3 (family 0x19 model 0x01: scalar loads 1.5x faster,
+// tsne_attractive.json) and on a Zen 4 (model 0x11, where vgatherdpd is not
+// microcoded but still loses: 0.64-0.81x the time on the MNIST P in a fit's
+// order, about 0.5x on a random 1M graph, median per-round ratios over the
+// AVX2 and AVX-512 builds and 1-2 threads, tsne_attractive_zen4.json).
+// On an Intel Emerald Rapids (family 6 model 0xCF, tsne_attractive_intel.json,
+// tsne_1m_intel_gather_hw.json) it is a tie in a fit's point order, gathers a
+// little ahead with the AVX-512 build: median per-round ratios scalar/hw of
+// 1.00-1.03 on the MNIST P (1-2 threads), and a 1M fit's attractive phase
+// 107.6 s gather-free against 103.4 s with gathers (one run each); scalar
+// loads win only on a graph in random order (0.89-0.93x), which a fit does
+// not keep. So Intel keeps hardware gathers, as do Zen 5 (0x1A, unmeasured)
+// and other vendors.
 inline bool cpu_slow_gather() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -101,7 +99,6 @@ inline bool cpu_slow_gather() {
   std::memcpy(vendor + 8, &c, 4);
   vendor[12] = 0;
   const std::string v(vendor);
-  if (v == "GenuineIntel") return true;
   if (v != "AuthenticAMD" && v != "HygonGenuine") return false;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   const unsigned base = (a >> 8) & 0xF;

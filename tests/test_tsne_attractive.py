@@ -184,8 +184,6 @@ def _expected_auto_gather():
                 break
             key, _, value = line.partition(":")
             info[key.strip()] = value.strip()
-    if info.get("vendor_id") == "GenuineIntel":
-        return "scalar"  # measured on an Emerald Rapids: scalar loads as fast or faster
     if info.get("vendor_id") not in ("AuthenticAMD", "HygonGenuine"):
         return "hw"
     return "scalar" if int(info["cpu family"]) <= 0x19 else "hw"  # AMD Zen 1-4: measured slower gathers

@@ -13,8 +13,8 @@ while a kernel runs without the GIL.
 ``FASTRL_GATHER`` and :func:`use_gather` work the same way for a sibling
 choice: how the SIMD builds of the 2-D t-SNE attractive loop load the
 neighbours' coordinates, by hardware gathers (``"hw"``) or scalar loads
-(``"scalar"``; faster on every CPU measured: AMD Zen 3 and Zen 4, Intel
-Emerald Rapids); ``"auto"`` picks by CPU vendor and family.
+(``"scalar"``; faster on AMD up to Zen 4, measured on a Zen 3 and a Zen 4);
+``"auto"`` picks by CPU family.
 """
 from __future__ import annotations
 
@@ -180,10 +180,10 @@ def use_gather(name: str) -> Iterator[str]:
     ----------
     name : {"auto", "hw", "scalar"}
         ``"hw"``: hardware gathers (``vgatherdpd``); ``"scalar"``: one scalar
-        load per neighbour; ``"auto"``: scalar on Intel and on AMD and Hygon up
-        to family 0x19 (Zen 1-4), measured on a Zen 3, a Zen 4 and an Intel
-        Emerald Rapids; hardware gathers elsewhere (Zen 5, other vendors:
-        unmeasured).
+        load per neighbour; ``"auto"``: scalar on CPUs with slow gathers (AMD
+        and Hygon up to family 0x19, Zen 1-4: measured on a Zen 3 and a Zen
+        4), hardware gathers elsewhere (a tie on an Intel Emerald Rapids;
+        Zen 5 unmeasured).
 
     Yields
     ------
