@@ -67,7 +67,9 @@ def test_compiled_step_matches_eager(name):
             loss.backward()
         results.append((loss.detach(), lin.weight.grad.clone(), lin.bias.grad.clone()))
     for e, c in zip(*results):
-        torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
+        # float32 rounding scales with the largest entry: uniformity's weight gradient reaches ~6,
+        # where eager and compiled each sit ~5e-6 from the float64 result (inductor's ISA varies by CPU)
+        torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6 * max(1.0, e.abs().max().item()))
     assert results[0][1].abs().sum() > 0  # the gradient is not trivially zero
 
 
