@@ -387,6 +387,8 @@ def run_scaling(args) -> None:
             payload["runs"].append(kept[n] if n in kept else _run_worker("openTSNE", n, args))
         runs = payload["runs"]
         payload["runs"] = sorted(earlier + runs, key=lambda r: r["n"])
+        # peer_n is this run's; with --add the file also keeps earlier peer rows at other sizes
+        payload["peer_sizes"] = sorted({r["n"] for r in payload["runs"] if r["library"] == "openTSNE"})
         write_results("tsne_scaling", payload, path=out)  # after every run: what has run is kept
         payload["runs"] = runs
     payload["runs"] = sorted(earlier + payload["runs"], key=lambda r: r["n"])
